@@ -1,0 +1,49 @@
+"""Calendar facts the refund rules need: anniversaries and the customer's local date."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.relativedelta import relativedelta
+
+from worker.domain.errors import InvalidTimeZone
+
+
+def add_months(start: date, months: int) -> date:
+    """The `months`-th anniversary of `start`, clamped to the month's last day.
+
+    Always counted from `start` itself, never chained: Jan 31 + 1 = Feb 28/29, + 2 = Mar 31.
+    """
+    return start + relativedelta(months=months)
+
+
+def whole_months_elapsed(start: date, on: date) -> int:
+    """The largest k >= 0 with add_months(start, k) <= on (0 when `on` is before `start`)."""
+    if on < start:
+        return 0
+    delta = relativedelta(on, start)
+    k = delta.years * 12 + delta.months
+    # relativedelta measures from `start` too, but clamping can put the k-th anniversary
+    # a day off at month ends; settle it against the definition.
+    while add_months(start, k + 1) <= on:
+        k += 1
+    while k > 0 and add_months(start, k) > on:
+        k -= 1
+    return k
+
+
+@cache
+def time_zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidTimeZone(f"{name!r} is not an IANA time zone name") from None
+
+
+def local_date(instant: datetime, zone: str) -> date:
+    """The calendar date the customer saw at `instant` in their time zone."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise InvalidTimeZone("a timestamp without an offset has no local date")
+    return instant.astimezone(time_zone(zone)).date()

@@ -1,0 +1,21 @@
+"""Named errors of the refund rules. Each says which value was wrong and why."""
+
+
+class DomainError(ValueError):
+    """A value the refund rules refuse. Poison for the worker, exit 2 for the command line."""
+
+
+class UnknownCurrency(DomainError):
+    """Not an ISO 4217 currency that has minor units (XAU, XXX and made-up codes are refused)."""
+
+
+class InvalidAmount(DomainError):
+    """Not a decimal amount, negative, or more precise than the currency's minor unit."""
+
+
+class InvalidTimeZone(DomainError):
+    """Not an IANA time zone name."""
+
+
+class InvalidCycle(DomainError):
+    """A cycle of fewer than one month."""
