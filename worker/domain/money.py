@@ -71,8 +71,7 @@ class Money:
         fraction = match["fraction"] or ""
         if len(fraction) > currency.minor_digits:
             raise InvalidAmount(
-                f"{text!r} has {len(fraction)} decimal places but {currency.code} has "
-                f"{currency.minor_digits}"
+                f"{text!r} has {len(fraction)} decimal places but {currency.code} has {currency.minor_digits}"
             )
         digits = match["units"] + fraction.ljust(currency.minor_digits, "0")
         return Money(int(digits), currency)
