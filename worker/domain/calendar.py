@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from functools import cache
+from functools import cache, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.relativedelta import relativedelta
 
-from worker.domain.errors import InvalidTimeZone
+from worker.domain.errors import InvalidTimestamp, InvalidTimeZone
 
 
+@lru_cache(maxsize=65536)  # pure, and relativedelta is the hot spot of a decision
 def add_months(start: date, months: int) -> date:
     """The `months`-th anniversary of `start`, clamped to the month's last day.
 
@@ -19,6 +20,7 @@ def add_months(start: date, months: int) -> date:
     return start + relativedelta(months=months)
 
 
+@lru_cache(maxsize=65536)
 def whole_months_elapsed(start: date, on: date) -> int:
     """The largest k >= 0 with add_months(start, k) <= on (0 when `on` is before `start`)."""
     if on < start:
@@ -38,7 +40,8 @@ def whole_months_elapsed(start: date, on: date) -> int:
 def time_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a folder of the tz database ("America", "Etc") or a name too long for a file name.
         raise InvalidTimeZone(f"{name!r} is not an IANA time zone name") from None
 
 
@@ -46,4 +49,7 @@ def local_date(instant: datetime, zone: str) -> date:
     """The calendar date the customer saw at `instant` in their time zone."""
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise InvalidTimeZone("a timestamp without an offset has no local date")
-    return instant.astimezone(time_zone(zone)).date()
+    try:
+        return instant.astimezone(time_zone(zone)).date()
+    except OverflowError:
+        raise InvalidTimestamp(f"{instant.isoformat()} in {zone} falls past the calendar's end") from None

@@ -17,5 +17,9 @@ class InvalidTimeZone(DomainError):
     """Not an IANA time zone name."""
 
 
+class InvalidTimestamp(DomainError):
+    """A timestamp without an offset, or one whose local date falls off the calendar."""
+
+
 class InvalidCycle(DomainError):
     """A cycle of fewer than one month."""

@@ -65,6 +65,12 @@ class Cycle:
     def __post_init__(self) -> None:
         if self.months < 1:
             raise InvalidCycle(f"a cycle lasts at least one month, got {self.months}")
+        try:
+            add_months(self.start, self.months)
+        except (ValueError, OverflowError):
+            raise InvalidCycle(
+                f"a cycle of {self.months} months from {self.start} ends past the calendar's last year"
+            ) from None
 
     @property
     def end(self) -> date:
@@ -109,7 +115,10 @@ class RefundDecision:
         return not self.amount.is_zero
 
 
-def decide_refund(terms: TerminationTerms, policy: RefundPolicy = RefundPolicy()) -> RefundDecision:
+DEFAULT_POLICY = RefundPolicy()
+
+
+def decide_refund(terms: TerminationTerms, policy: RefundPolicy = DEFAULT_POLICY) -> RefundDecision:
     """The refund for `terms`; raises CreditNoteInvalid when the chosen credit note cannot back it."""
     refused = _refusal(terms)
     if refused is not None:
