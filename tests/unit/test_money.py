@@ -216,3 +216,17 @@ def test_share_is_the_largest_amount_not_above_the_exact_fraction(
     exact = Fraction(minor * numerator, denominator)
     assert share.minor <= exact < share.minor + 1
     assert share.minor <= minor
+
+
+@pytest.mark.parametrize(
+    ("text", "currency"),
+    [("1" * 5000, SGD), ("10000000000000000", SGD), ("1000000000000000.000", KWD), ("1" * 19, JPY)],
+)
+def test_refuses_amounts_too_large_for_the_ledger(text: str, currency: Currency) -> None:
+    with pytest.raises(InvalidAmount, match="too large"):
+        Money.parse(text, currency)
+
+
+def test_accepts_the_largest_amount_the_ledger_holds() -> None:
+    assert Money.parse("9999999999999999.99", SGD).minor == 10**18 - 1
+    assert Money.parse("000120.00", SGD).minor == 12000

@@ -16,6 +16,8 @@ from iso4217 import Currency as Iso4217
 
 from worker.domain.errors import InvalidAmount, UnknownCurrency
 
+# Amounts are stored as BIGINT minor units; 18 digits always fit (and no real refund comes close).
+MAX_MINOR_DIGITS = 18
 _DECIMAL = re.compile(r"(?P<units>[0-9]+)(?:\.(?P<fraction>[0-9]+))?", re.ASCII)
 
 
@@ -54,6 +56,8 @@ class Money:
     def __post_init__(self) -> None:
         if self.minor < 0:
             raise InvalidAmount(f"amount must not be negative, got {self.minor} minor units")
+        if self.minor >= 10**MAX_MINOR_DIGITS:
+            raise InvalidAmount(f"amount has more than {MAX_MINOR_DIGITS} digits of minor units")
 
     @staticmethod
     def zero(currency: Currency) -> Money:
@@ -68,6 +72,8 @@ class Money:
                 f"{text!r} is not a non-negative decimal amount like "
                 f"{Money(12000 * 10**currency.minor_digits // 100, currency)}"
             )
+        if len(match["units"].lstrip("0")) + currency.minor_digits > MAX_MINOR_DIGITS:
+            raise InvalidAmount(f"{text[:24]!r} is too large an amount (at most {MAX_MINOR_DIGITS} digits)")
         fraction = match["fraction"] or ""
         if len(fraction) > currency.minor_digits:
             raise InvalidAmount(

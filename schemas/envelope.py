@@ -1,0 +1,286 @@
+"""CloudEvents 1.0 over Kafka, as the contract uses it (section 1).
+
+Out: binary content mode, always. The value is the JSON data; the attributes are the headers
+`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time` (RFC 3339) and `content-type`.
+
+In: binary mode, or structured mode (`content-type: application/cloudevents+json`, the whole event as
+the JSON value); the content type decides, as the Kafka binding says.
+
+The headers are read directly rather than through the `cloudevents` SDK: the SDK invents a random
+`ce_id` (and a `ce_time` of now) when the header is missing, which would turn a broken message into a
+new, never-duplicate request, and it is several times slower on this hot path (numbers in
+schemas/README.md). The tests use the SDK as the independent producer of both modes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.errors import (
+    InvalidAttribute,
+    InvalidEnvelope,
+    MissingAttribute,
+    NotJson,
+    UnexpectedEventType,
+    UnsupportedContentType,
+    describe,
+)
+from schemas.events import (
+    INPUT_MODELS,
+    InputData,
+    OutputData,
+    encode_data,
+    message_key,
+    topic_of,
+    validate_data,
+)
+from schemas.topics import spec_of
+from schemas.wire import Timestamp
+
+SPEC_VERSION = "1.0"
+CE_PREFIX = "ce_"
+CONTENT_TYPE_HEADER = "content-type"
+JSON_CONTENT_TYPE = "application/json"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+DEFAULT_SOURCE = "/refund-worker"
+"""The `ce_source` of the worker's own events unless its settings say otherwise."""
+
+_REQUIRED = ("specversion", "id", "source", "type")
+_OPTIONAL = ("time", "datacontenttype", "dataschema", "subject")
+_KNOWN = frozenset((*_REQUIRED, *_OPTIONAL))
+_NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}", re.ASCII)
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
+
+Headers = Iterable[tuple[str, bytes | None]]
+"""Kafka headers as clients give them: (name, value) pairs, names possibly repeated, values possibly null."""
+
+
+class ContentMode(StrEnum):
+    BINARY = "binary"
+    STRUCTURED = "structured"
+
+
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """The CloudEvents context attributes of one event."""
+
+    id: str
+    source: str
+    type: str
+    time: datetime | None
+    """Optional in CloudEvents; when present it is an RFC 3339 timestamp with an offset."""
+    specversion: str = SPEC_VERSION
+    datacontenttype: str | None = None
+    dataschema: str | None = None
+    subject: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=lambda: _NO_EXTENSIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    attributes: Attributes
+    data: bytes | dict[str, Any]
+    """Binary mode: the value, JSON still to be validated (so it is parsed once). Structured: the `data`."""
+    key: str | None
+    mode: ContentMode
+
+
+@dataclass(frozen=True, slots=True)
+class InputEvent:
+    """An input event, checked from envelope to data: what a handler works on."""
+
+    attributes: Attributes
+    data: InputData
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def parse_message(headers: Headers | None, value: bytes | None, key: bytes | None = None) -> IncomingEvent:
+    """The CloudEvent in a Kafka message, either mode; raises an InvalidEnvelope subclass naming the fault.
+
+    In binary mode the value is not parsed here: `read_input` validates it (raising NotJson if need be).
+    """
+    found, content_type = _scan_headers(headers or ())
+    if content_type is not None and _media_type(content_type).startswith("application/cloudevents"):
+        return _structured(content_type, value, _decode_key(key))
+    if content_type is not None and _media_type(content_type) != JSON_CONTENT_TYPE:
+        raise UnsupportedContentType(
+            f"content-type {content_type!r} is neither {JSON_CONTENT_TYPE} nor structured"
+        )
+    if not value:
+        raise NotJson("the message has no value, so no JSON data")
+    found["datacontenttype"] = content_type
+    return IncomingEvent(_attributes(found, "header ce_"), value, _decode_key(key), ContentMode.BINARY)
+
+
+def read_input(
+    topic: str, headers: Headers | None, value: bytes | None, key: bytes | None = None
+) -> InputEvent:
+    """An input message of `topic`, envelope and data checked; raises an InvalidMessage subclass otherwise."""
+    spec = spec_of(topic)
+    if not spec.is_input:
+        raise ValueError(f"{topic!r} is an output topic; the worker does not consume it")
+    event = parse_message(headers, value, key)
+    if event.attributes.type != spec.ce_type:
+        raise UnexpectedEventType(
+            f"ce_type {event.attributes.type!r} does not belong on {topic}, which carries {spec.ce_type!r}"
+        )
+    return InputEvent(event.attributes, validate_data(INPUT_MODELS[spec.topic], event.data), event.key)
+
+
+def binary_headers(*, event_id: str, source: str, ce_type: str, time: datetime) -> list[tuple[str, bytes]]:
+    """The binary-mode headers of an outgoing event. `event_id` is fixed when the decision is stored."""
+    for name, text in (("event_id", event_id), ("source", source), ("ce_type", ce_type)):
+        if not text:
+            raise ValueError(f"{name} must not be empty")
+    return [
+        ("ce_specversion", SPEC_VERSION.encode()),
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", ce_type.encode()),
+        ("ce_time", format_time(time).encode()),
+        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
+    ]
+
+
+def encode_output(
+    data: OutputData, *, event_id: str, time: datetime, source: str = DEFAULT_SOURCE
+) -> OutgoingMessage:
+    """Everything to publish an output event: its topic, key, JSON value and CloudEvents headers."""
+    spec = topic_of(type(data))
+    headers = binary_headers(event_id=event_id, source=source, ce_type=spec.ce_type, time=time)
+    return OutgoingMessage(spec.topic, message_key(data), encode_data(data), headers)
+
+
+def format_time(time: datetime) -> str:
+    """RFC 3339, `Z` for UTC (as the SDK writes it); a naive time is refused, it has no instant."""
+    if time.tzinfo is None or time.utcoffset() is None:
+        raise ValueError(f"ce_time needs an offset, got the naive {time.isoformat()}")
+    text = time.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def _scan_headers(headers: Headers) -> tuple[dict[str, str | None], str | None]:
+    """The ce_* attributes (by name, without the prefix) and the content type, decoded as UTF-8."""
+    found: dict[str, str | None] = {}
+    content_type: str | None = None
+    for name, raw in headers:
+        lowered = name.lower()
+        if lowered.startswith(CE_PREFIX):
+            attribute = lowered[len(CE_PREFIX) :]
+            text = _header_text(name, raw)
+            if found.get(attribute, text) != text:
+                raise InvalidAttribute(f"header {name} appears twice with different values")
+            found[attribute] = text
+        elif lowered == CONTENT_TYPE_HEADER:
+            content_type = _header_text(name, raw)
+    return found, content_type
+
+
+def _header_text(name: str, raw: bytes | None) -> str:
+    if raw is None:
+        raise InvalidAttribute(f"header {name} has no value")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise InvalidAttribute(f"header {name} is not UTF-8") from None
+
+
+def _decode_key(key: bytes | None) -> str | None:
+    try:
+        return None if key is None else key.decode()
+    except UnicodeDecodeError:
+        raise InvalidEnvelope("the message key is not UTF-8") from None
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.partition(";")[0].strip().lower()
+
+
+def _structured(content_type: str, value: bytes | None, key: str | None) -> IncomingEvent:
+    if _media_type(content_type) != STRUCTURED_CONTENT_TYPE:
+        raise UnsupportedContentType(f"content-type {content_type!r}: only {STRUCTURED_CONTENT_TYPE} is read")
+    try:
+        event = json.loads(value or b"")
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise NotJson(f"the structured event is not JSON: {error}") from None
+    if not isinstance(event, dict):
+        raise NotJson("the structured event is not a JSON object")
+    data = event.pop("data", None)
+    if not isinstance(data, dict):
+        raise NotJson("the structured event's data is not a JSON object (data_base64 is not read)")
+    if event.get("datacontenttype") not in (None, JSON_CONTENT_TYPE):
+        raise UnsupportedContentType(
+            f"datacontenttype {event['datacontenttype']!r} is not {JSON_CONTENT_TYPE}"
+        )
+    return IncomingEvent(_attributes(event, "attribute "), data, key, ContentMode.STRUCTURED)
+
+
+def _attributes(found: Mapping[str, object], where: str) -> Attributes:
+    """Attributes from raw texts, checked as CloudEvents 1.0 requires; `where` prefixes names in errors."""
+    specversion = _required(found, "specversion", where)
+    if specversion != SPEC_VERSION:
+        raise InvalidAttribute(f"{where}specversion is {specversion!r}; only {SPEC_VERSION!r} is read")
+    return Attributes(
+        id=_required(found, "id", where),
+        source=_required(found, "source", where),
+        type=_required(found, "type", where),
+        time=_time(_optional(found, "time", where), where),
+        datacontenttype=_optional(found, "datacontenttype", where),
+        dataschema=_optional(found, "dataschema", where),
+        subject=_optional(found, "subject", where),
+        # Checking the set view first keeps the usual case (no extensions) cheap.
+        extensions=_NO_EXTENSIONS if found.keys() <= _KNOWN else _extensions(found, where),
+    )
+
+
+def _required(found: Mapping[str, object], name: str, where: str) -> str:
+    value = _optional(found, name, where)
+    if value is None:
+        raise MissingAttribute(f"{where}{name} is missing")
+    return value
+
+
+def _optional(found: Mapping[str, object], name: str, where: str) -> str | None:
+    value = found.get(name)
+    if value is None or (value and isinstance(value, str)):
+        return value
+    raise InvalidAttribute(f"{where}{name} must be a non-empty string, got {value!r}")
+
+
+def _time(text: str | None, where: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return _TIMESTAMP.validate_python(text)
+    except ValidationError as error:
+        raise InvalidAttribute(f"{where}time {describe(error)}") from None
+
+
+def _extensions(found: Mapping[str, object], where: str) -> Mapping[str, str]:
+    names = found.keys() - _KNOWN
+    extensions: dict[str, str] = {}
+    for name in sorted(names):
+        value = found[name]
+        if _EXTENSION_NAME.fullmatch(name) is None:
+            raise InvalidAttribute(f"{where}{name}: extension names are 1-20 lowercase letters and digits")
+        if value is not None:
+            extensions[name] = value if isinstance(value, str) else json.dumps(value)
+    return MappingProxyType(extensions)

@@ -1,0 +1,139 @@
+"""The `data` of the events the worker consumes (contract section 1, inputs).
+
+Strict about what they accept, so that a bad message is dead-lettered with the field named instead of
+being half-understood: no coercion ("12" is not 12, "true" is not true), money as strings parsed by the
+domain, timestamps with an offset only. Fields a producer adds beyond the contract are ignored.
+
+Validate what came off the wire: JSON text (`model_validate_json`, the fast path) or the object a
+structured-mode event decoded to. Dates and timestamps are read from text only, never from Python
+`date`/`datetime` objects or numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic_core import InitErrorDetails
+
+from schemas.wire import (
+    CurrencyCode,
+    IsoDate,
+    MoneyText,
+    NonBlankStr,
+    Timestamp,
+    TimeZoneName,
+    attempt,
+    refuse,
+)
+from worker.domain.money import Currency, Money
+from worker.domain.policy import CreditNoteChoice, Cycle, TerminationTerms
+
+DEFAULT_TIME_ZONE = "UTC"
+
+
+def _absent_if_null(default: Any, value_type: Any) -> BeforeValidator:
+    """An explicit null in an optional field means "not given", as many producers write absent values."""
+    return BeforeValidator(
+        lambda value: default if value is None else value, json_schema_input_type=value_type | None
+    )
+
+
+class InputData(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, use_attribute_docstrings=True)
+
+
+class CreditNoteRequest(BaseModel):
+    """A credit note the operator already sent from the invoice app; its currency is the subscription's."""
+
+    model_config = InputData.model_config
+
+    credit_note_id: NonBlankStr
+    amount: MoneyText
+    """Zero or above amount_paid is well-formed here; the rules reject it as credit_note_invalid."""
+
+
+class TerminationRequested(InputData):
+    subscription_id: NonBlankStr
+    account_id: NonBlankStr
+    reseller_id: NonBlankStr
+    """The portal owner."""
+    product: str | None = None
+    """For humans."""
+    cycle_start: IsoDate
+    """First day of the current paid cycle (purchase or last renewal)."""
+    cycle_months: Annotated[int, Field(ge=1)]
+    """1 monthly, 12 yearly, any custom length."""
+    amount_paid: MoneyText
+    """What was charged for this cycle, in `currency`."""
+    currency: CurrencyCode
+    timezone: Annotated[TimeZoneName, _absent_if_null(DEFAULT_TIME_ZONE, str)] = DEFAULT_TIME_ZONE
+    """The account's IANA zone; null or absent means UTC."""
+    is_trial: Annotated[bool, _absent_if_null(False, bool)] = False
+    """Null or absent means false."""
+    allow_refund: bool
+    """The reseller's "Allow Refund" portal setting."""
+    requested_at: Timestamp
+    """When the customer asked."""
+    requested_by: NonBlankStr
+    """The operator or user who asked."""
+    reason: NonBlankStr
+    """Why; the portal requires one."""
+    credit_note: CreditNoteRequest | None = None
+    """A credit note already sent from the invoice app, chosen instead of an automatic refund."""
+
+    _terms: TerminationTerms = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _parse_terms(self) -> Self:
+        """Parse the money once, with the currency, so that callers get domain values and never re-parse."""
+        errors: list[InitErrorDetails] = []
+        currency = Currency.of(self.currency)  # already checked by its field
+        paid = attempt(
+            errors, ("amount_paid",), self.amount_paid, lambda: Money.parse(self.amount_paid, currency)
+        )
+        note = self._credit_note_choice(currency, errors)
+        cycle = attempt(
+            errors, ("cycle_months",), self.cycle_months, lambda: Cycle(self.cycle_start, self.cycle_months)
+        )
+        if paid is None or cycle is None or errors:
+            refuse(type(self).__name__, errors)
+        self._terms = TerminationTerms(
+            cycle=cycle,
+            amount_paid=paid,
+            requested_at=self.requested_at,
+            allow_refund=self.allow_refund,
+            timezone=self.timezone,
+            is_trial=self.is_trial,
+            credit_note=note,
+        )
+        return self
+
+    def _credit_note_choice(
+        self, currency: Currency, errors: list[InitErrorDetails]
+    ) -> CreditNoteChoice | None:
+        # Only the shape is checked here. A zero amount or one above amount_paid is well-formed: the rules
+        # reject it as credit_note_invalid (a termination-rejected event), it is not a poison message.
+        if self.credit_note is None:
+            return None
+        text = self.credit_note.amount
+        amount = attempt(errors, ("credit_note", "amount"), text, lambda: Money.parse(text, currency))
+        return None if amount is None else CreditNoteChoice(self.credit_note.credit_note_id, amount)
+
+    def terms(self) -> TerminationTerms:
+        """What the refund policy needs, with `Money` values in the subscription's currency."""
+        return self._terms
+
+
+class SubscriptionExpired(InputData):
+    subscription_id: NonBlankStr
+    account_id: NonBlankStr
+    reseller_id: NonBlankStr
+    expired_at: Timestamp
+
+
+class SubscriptionRenewed(InputData):
+    subscription_id: NonBlankStr
+    account_id: NonBlankStr
+    reseller_id: NonBlankStr
+    renewed_at: Timestamp

@@ -1,0 +1,192 @@
+"""The `data` of the events the worker publishes (contract section 1, outputs).
+
+Field names and enum values are the contract's, exactly; extra fields are forbidden so that a typo in
+the worker fails here rather than reaching the invoice and notification services. Money is text with
+exactly the currency's minor digits: build it with `str(money)`. The few invariants the contract states
+(a refund is above zero, no refund means a reason) are checked too, because a wrong event once
+published cannot be taken back.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import InitErrorDetails
+
+from schemas.wire import (
+    CurrencyCode,
+    ExactMoneyText,
+    NonBlankStr,
+    SignedMoneyText,
+    attempt,
+    exact_money,
+    invalid,
+    refuse,
+)
+from worker.domain.money import Currency, Money
+from worker.domain.policy import NoRefundReason, RefundMethod, Rule
+from worker.domain.termination import RejectionCode
+
+UNKNOWN_CURRENCY_AMOUNT = "0"
+"""refund_amount of a termination whose currency the worker never learnt (an expiry)."""
+
+
+class TerminationCause(StrEnum):
+    CUSTOMER_REQUEST = "customer_request"
+    EXPIRED = "expired"
+
+
+RejectionReason = RejectionCode
+"""The domain's rejection codes are the contract's reason_code values."""
+
+
+class CreditsCause(StrEnum):
+    """Why an account's available credits changed; the contract lists `refund` and leaves room for more."""
+
+    REFUND = "refund"
+
+
+class OutputData(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class IssuedCreditNote(OutputData):
+    credit_note_id: NonBlankStr
+    number: Annotated[int, Field(ge=1)] | None
+    """The worker's own gap-free number per reseller; null for a note sent from the invoice app."""
+    amount: ExactMoneyText
+    issued_at: AwareDatetime | None
+    """When the worker issued its note; null for a note sent from the invoice app (not known here)."""
+
+
+class RefundIssued(OutputData):
+    refund_id: NonBlankStr
+    request_id: NonBlankStr
+    subscription_id: NonBlankStr
+    account_id: NonBlankStr
+    reseller_id: NonBlankStr
+    amount: ExactMoneyText
+    currency: CurrencyCode
+    method: RefundMethod
+    rule: Rule
+    months_refunded: Annotated[int, Field(ge=0)]
+    cycle_months: Annotated[int, Field(ge=1)]
+    policy_amount: ExactMoneyText
+    credit_note: IssuedCreditNote
+    issued_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        errors: list[InitErrorDetails] = []
+        currency = Currency.of(self.currency)
+        amount = _exact(errors, ("amount",), self.amount, currency)
+        _exact(errors, ("policy_amount",), self.policy_amount, currency)
+        _exact(errors, ("credit_note", "amount"), self.credit_note.amount, currency)
+        if amount is not None and amount.is_zero:
+            errors.append(
+                invalid(("amount",), self.amount, "a refund-issued event is for an amount above zero")
+            )
+        if (self.method is RefundMethod.CREDIT_NOTE) != (self.rule is Rule.CREDIT_NOTE):
+            errors.append(
+                invalid(("rule",), self.rule, f"rule {self.rule} does not go with method {self.method}")
+            )
+        if self.months_refunded > self.cycle_months:
+            errors.append(
+                invalid(("months_refunded",), self.months_refunded, "more months than the cycle has")
+            )
+        if errors:
+            refuse(type(self).__name__, errors)
+        return self
+
+
+class CreditsUpdated(OutputData):
+    account_id: NonBlankStr
+    reseller_id: NonBlankStr
+    currency: CurrencyCode
+    delta: SignedMoneyText
+    balance: SignedMoneyText
+    balance_version: Annotated[int, Field(ge=1)]
+    cause: CreditsCause
+    refund_id: NonBlankStr | None
+    updated_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _exact_amounts(self) -> Self:
+        errors: list[InitErrorDetails] = []
+        currency = Currency.of(self.currency)
+        for field in ("delta", "balance"):
+            value = getattr(self, field)
+            _exact_signed(errors, field, value, currency)
+        if self.cause is CreditsCause.REFUND and self.refund_id is None:
+            errors.append(invalid(("refund_id",), None, "a change caused by a refund names the refund"))
+        if errors:
+            refuse(type(self).__name__, errors)
+        return self
+
+
+class SubscriptionTerminated(OutputData):
+    request_id: NonBlankStr | None
+    """The termination-requested event's ce_id; null for an expiry."""
+    subscription_id: NonBlankStr
+    account_id: NonBlankStr
+    reseller_id: NonBlankStr
+    terminated_at: AwareDatetime
+    cause: TerminationCause
+    refund_amount: ExactMoneyText
+    currency: CurrencyCode | None
+    rule: Rule | None
+    no_refund_reason: NoRefundReason | None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        errors = [*self._amount_errors(), *self._cause_errors()]
+        if errors:
+            refuse(type(self).__name__, errors)
+        return self
+
+    def _amount_errors(self) -> list[InitErrorDetails]:
+        errors: list[InitErrorDetails] = []
+        if self.currency is None:
+            amount = None
+            if self.refund_amount != UNKNOWN_CURRENCY_AMOUNT:
+                message = f'without a currency the refund amount is "{UNKNOWN_CURRENCY_AMOUNT}"'
+                errors.append(invalid(("refund_amount",), self.refund_amount, message))
+        else:
+            amount = _exact(errors, ("refund_amount",), self.refund_amount, Currency.of(self.currency))
+        if errors:
+            return errors
+        refunded = amount is not None and not amount.is_zero
+        if refunded == (self.no_refund_reason is not None) or refunded != (self.rule is not None):
+            message = "a refund has a rule and no no_refund_reason; no refund, a no_refund_reason and no rule"
+            errors.append(invalid(("no_refund_reason",), self.no_refund_reason, message))
+        return errors
+
+    def _cause_errors(self) -> list[InitErrorDetails]:
+        expired = self.cause is TerminationCause.EXPIRED
+        if expired and (self.request_id is not None or self.no_refund_reason is not NoRefundReason.EXPIRED):
+            message = "an expiry has no request_id and no_refund_reason expired"
+            return [invalid(("cause",), self.cause, message)]
+        if not expired and self.request_id is None:
+            return [invalid(("request_id",), None, "a customer request names its request_id")]
+        return []
+
+
+class TerminationRejected(OutputData):
+    request_id: NonBlankStr
+    subscription_id: NonBlankStr
+    account_id: NonBlankStr
+    reason_code: RejectionReason
+    detail: str
+
+
+def _exact(
+    errors: list[InitErrorDetails], loc: tuple[str, ...], text: str, currency: Currency
+) -> Money | None:
+    """The amount if `text` carries exactly the currency's minor digits, else None with the error recorded."""
+    return attempt(errors, loc, text, lambda: exact_money(text, currency))
+
+
+def _exact_signed(errors: list[InitErrorDetails], field: str, text: str, currency: Currency) -> None:
+    attempt(errors, (field,), text, lambda: exact_money(text, currency, signed=True))

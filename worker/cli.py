@@ -1,0 +1,91 @@
+"""The `refund-worker` command line (contract section 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+app = typer.Typer(
+    name="refund-worker",
+    help="Turns subscription terminations into refunds, credit notes and credit-balance changes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+USAGE_ERROR = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"refund-worker: {message}", err=True)
+    return typer.Exit(USAGE_ERROR)
+
+
+def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from schemas.errors import describe
+    from worker.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        raise _fail(f"bad configuration: {describe(invalid)}") from None
+
+
+@app.command()
+def quote(
+    source: Annotated[
+        str, typer.Argument(metavar="[FILE|-]", help="JSON Lines of termination-requested data; - is stdin.")
+    ] = "-",
+) -> None:
+    """Print what the refund policy decides for each request, one JSON line each, touching nothing."""
+    import json
+
+    from worker.domain.policy import RefundPolicy
+    from worker.quote import InvalidQuoteInput, quote_text
+
+    text = _read_source(source)
+    policy = RefundPolicy(window_days=_settings().refund_window_days)
+    try:
+        decisions = quote_text(text, policy)
+    except InvalidQuoteInput as invalid:
+        name = "stdin" if source == "-" else source
+        raise _fail(f"invalid input in {name}:\n{invalid}") from None
+    sys.stdout.write("".join(json.dumps(decision) + "\n" for decision in decisions))
+
+
+def _read_source(source: str) -> str:
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        return raw.decode("utf-8")
+    except FileNotFoundError:
+        raise _fail(f"no such file: {source}") from None
+    except IsADirectoryError:
+        raise _fail(f"{source} is a directory, not a file") from None
+    except PermissionError:
+        raise _fail(f"cannot read {source}: permission denied") from None
+    except UnicodeDecodeError as error:
+        raise _fail(f"{source} is not UTF-8 text: {error}") from None
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run from several places at once)."""
+    from worker.runtime import migrate_database
+
+    settings = _settings()
+    if settings.database_url is None:
+        raise _fail("DATABASE_URL is not set: migrate needs the database to bring up to date")
+    asyncio.run(migrate_database(settings.database_url))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,181 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations in worker/migrations create it.
+
+Money is stored as a whole number of the currency's minor unit beside its ISO 4217 code.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _now() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+# Every input event handled, by (topic, ce_id): the idempotency key. The hash of the data tells a
+# redelivery (same hash: nothing to do) from a reused id with another payload (a conflict).
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("topic", Text, nullable=False),
+    Column("ce_id", Text, nullable=False),
+    Column("payload_sha256", LargeBinary, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=True),
+    Column("kafka_offset", BigInteger, nullable=True),
+    _now(),
+    PrimaryKeyConstraint("topic", "ce_id"),
+)
+
+# A subscription is terminated once: the primary key is the guard.
+terminations = Table(
+    "terminations",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("reseller_id", Text, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("request_id", Text, nullable=True, unique=True),
+    Column("terminated_at", DateTime(timezone=True), nullable=False),
+    Column("currency", Text, nullable=True),
+    Column("refund_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("rule", Text, nullable=True),
+    Column("no_refund_reason", Text, nullable=True),
+    Column("requested_by", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    _now(),
+    CheckConstraint("cause IN ('customer_request', 'expired')", name="cause"),
+    CheckConstraint("refund_minor >= 0", name="refund_not_negative"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", Text, primary_key=True),
+    Column("request_id", Text, nullable=False, unique=True),
+    Column(
+        "subscription_id",
+        Text,
+        ForeignKey("terminations.subscription_id"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("account_id", Text, nullable=False),
+    Column("reseller_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("policy_amount_minor", BigInteger, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("months_refunded", Integer, nullable=False),
+    Column("cycle_months", Integer, nullable=False),
+    Column("credit_note_id", Text, nullable=False, unique=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    _now(),
+    CheckConstraint("amount_minor > 0", name="amount_positive"),
+    CheckConstraint("method IN ('account_credit', 'credit_note')", name="method"),
+)
+
+# Credit notes backing refunds: the worker's own (numbered without gaps per reseller) and the
+# operator's, sent earlier from the invoice app (no number of ours). The primary key makes one
+# credit note back one refund only.
+credit_notes = Table(
+    "credit_notes",
+    metadata,
+    Column("credit_note_id", Text, primary_key=True),
+    Column("reseller_id", Text, nullable=False),
+    Column("number", BigInteger, nullable=True),
+    Column("issued_by_worker", Boolean, nullable=False),
+    Column("refund_id", Text, nullable=False, unique=True),
+    Column("currency", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    _now(),
+    UniqueConstraint("reseller_id", "number"),
+    CheckConstraint("issued_by_worker = (number IS NOT NULL)", name="numbered_iff_ours"),
+)
+
+# The last credit-note number given per reseller. Incremented in the refund's own transaction, so
+# a rolled-back refund gives its number back: no gaps.
+credit_note_sequences = Table(
+    "credit_note_sequences",
+    metadata,
+    Column("reseller_id", Text, primary_key=True),
+    Column("last_number", BigInteger, nullable=False),
+)
+
+account_balances = Table(
+    "account_balances",
+    metadata,
+    Column("account_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reseller_id", Text, nullable=False),
+    Column("balance_minor", BigInteger, nullable=False),
+    Column("balance_version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("account_id", "currency"),
+)
+
+# Append-only: every change of an account's available credits, one row per balance_version.
+balance_ledger = Table(
+    "balance_ledger",
+    metadata,
+    Column("entry_id", BigInteger, Identity(), primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("balance_version", BigInteger, nullable=False),
+    Column("delta_minor", BigInteger, nullable=False),
+    Column("balance_minor", BigInteger, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("refund_id", Text, nullable=True),
+    Column("event_id", Text, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    _now(),
+    UniqueConstraint("account_id", "currency", "balance_version"),
+)
+
+# Events to publish, written in the same transaction as the decision that caused them. The
+# event_id is the output's ce_id, fixed here, so a re-publish after a crash carries the same id.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("topic", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("ce_type", Text, nullable=False),
+    Column("ce_time", DateTime(timezone=True), nullable=False),
+    Column("data", JSONB, nullable=False),
+    _now(),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),
+)

@@ -1,0 +1,69 @@
+"""Dead letters: a message that cannot be processed goes, unchanged, to `<topic>-dlt`.
+
+The added headers are named as Spring Kafka's DeadLetterPublishingRecoverer names them, and the
+partition, offset and timestamp are encoded as Spring encodes them (big-endian 4-byte int and
+8-byte longs), so the tools SREs know still read them. Headers of an earlier dead-lettering are
+replaced, never piled up, when a replayed message fails again.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from schemas.topics import dead_letter_topic
+from worker.records import Headers, InboundRecord, OutboundRecord
+
+DLT_PREFIX = "kafka_dlt-"
+ORIGINAL_TOPIC = "kafka_dlt-original-topic"
+ORIGINAL_PARTITION = "kafka_dlt-original-partition"
+ORIGINAL_OFFSET = "kafka_dlt-original-offset"
+ORIGINAL_TIMESTAMP = "kafka_dlt-original-timestamp"
+ORIGINAL_CONSUMER_GROUP = "kafka_dlt-original-consumer-group"
+EXCEPTION_FQCN = "kafka_dlt-exception-fqcn"
+EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
+# Beyond Spring's set: which failure class decided the dead-lettering (see worker/failures.py).
+FAILURE_REASON = "kafka_dlt-failure-reason"
+
+_MAX_MESSAGE_BYTES = 4096
+
+
+def qualified_name(error: BaseException) -> str:
+    kind = type(error)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def dead_letter(record: InboundRecord, error: BaseException, *, group: str, reason: str) -> OutboundRecord:
+    """The record as it arrived, with the kafka_dlt-* headers describing where and why."""
+    message = str(error).encode("utf-8", "replace")[:_MAX_MESSAGE_BYTES]
+    added: Headers = (
+        (ORIGINAL_TOPIC, record.topic.encode()),
+        (ORIGINAL_PARTITION, struct.pack(">i", record.partition)),
+        (ORIGINAL_OFFSET, struct.pack(">q", record.offset)),
+        (ORIGINAL_TIMESTAMP, struct.pack(">q", record.timestamp_ms)),
+        (ORIGINAL_CONSUMER_GROUP, group.encode()),
+        (EXCEPTION_FQCN, qualified_name(error).encode()),
+        (EXCEPTION_MESSAGE, message),
+        (FAILURE_REASON, reason.encode()),
+    )
+    return OutboundRecord(
+        topic=dead_letter_topic(record.topic),
+        key=record.key,
+        value=record.value,
+        headers=without_dead_letter_headers(record.headers) + added,
+    )
+
+
+def without_dead_letter_headers(headers: Sequence[tuple[str, bytes]]) -> Headers:
+    return tuple((name, value) for name, value in headers if not name.startswith(DLT_PREFIX))
+
+
+def read_number(value: bytes) -> int:
+    """A Spring-encoded partition, offset or timestamp; also plain ASCII digits from other tools."""
+    if value.isdigit():  # text from another tool; Spring's binary values are never all digits in practice
+        return int(value.decode("ascii"))
+    if len(value) == 4:
+        return int(struct.unpack(">i", value)[0])
+    if len(value) == 8:
+        return int(struct.unpack(">q", value)[0])
+    raise ValueError(f"{value!r} is not a Spring-encoded number")

@@ -1,0 +1,128 @@
+"""The transactional outbox: events stored with the decision that caused them, published after.
+
+An event's ce_id is fixed when it is stored (and derived from the request that caused it), so a
+re-publish after a crash carries the same ce_id and consumers de-duplicate on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.envelope import binary_headers
+from schemas.events import message_key, topic_of
+from schemas.outputs import OutputData
+from worker.db.tables import outbox
+from worker.records import OutboundRecord, SendAll
+
+log = logging.getLogger(__name__)
+
+_EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:refund-worker:events")
+
+
+def derived_id(request_id: str, kind: str) -> str:
+    """A stable id for the `kind` of thing a request caused: the same request always gives the same id."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}/{request_id}"))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    event_id: str
+    topic: str
+    key: str
+    ce_type: str
+    ce_time: datetime
+    data: dict[str, Any]
+
+    @staticmethod
+    def of(event_id: str, data: OutputData, time: datetime) -> OutboxEvent:
+        spec = topic_of(type(data))
+        key = message_key(data).decode()
+        return OutboxEvent(
+            event_id, spec.topic.value, key, spec.ce_type.value, time, data.model_dump(mode="json")
+        )
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "topic": self.topic,
+            "key": self.key,
+            "ce_type": self.ce_type,
+            "ce_time": self.ce_time,
+            "data": self.data,
+        }
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in order, then marks them sent.
+
+    Rows are claimed with FOR UPDATE SKIP LOCKED, so several workers relay side by side without
+    publishing a row twice in the normal case; a crash between the broker's acknowledgement and
+    the commit publishes the same events again with the same ce_id (at least once, de-duplicable).
+    """
+
+    def __init__(self, engine: AsyncEngine, send_all: SendAll, *, source: str, batch_size: int) -> None:
+        self._engine = engine
+        self._send_all = send_all
+        self._source = source
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Called after a decision commits, so its events go out now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, poll_seconds: float) -> None:
+        """Relay until cancelled; failures are logged and retried with backoff, never lost."""
+        backoff = poll_seconds
+        while True:
+            try:
+                while await self.relay_once() == self._batch_size:
+                    pass
+                backoff = poll_seconds
+            except Exception:  # the broker or the database is away: keep the rows, try again
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                backoff = min(backoff * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were published."""
+        async with self._engine.begin() as conn:
+            claim = (
+                select(
+                    outbox.c.seq,
+                    outbox.c.event_id,
+                    outbox.c.topic,
+                    outbox.c.key,
+                    outbox.c.ce_type,
+                    outbox.c.ce_time,
+                    outbox.c.data.cast(type_=outbox.c.event_id.type).label("json"),
+                )
+                .where(outbox.c.sent_at.is_(None))
+                .order_by(outbox.c.seq)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            rows = (await conn.execute(claim)).all()
+            if not rows:
+                return 0
+            await self._send_all([self._record(row) for row in rows])
+            seqs = [row.seq for row in rows]
+            await conn.execute(update(outbox).where(outbox.c.seq.in_(seqs)).values(sent_at=func.now()))
+        return len(rows)
+
+    def _record(self, row: Any) -> OutboundRecord:
+        headers = binary_headers(
+            event_id=row.event_id, source=self._source, ce_type=row.ce_type, time=row.ce_time
+        )
+        return OutboundRecord(row.topic, row.key.encode(), row.json.encode(), tuple(headers))

@@ -1,0 +1,74 @@
+"""Building the worker's long-lived resources: the database engine and the Kafka producer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from worker.db.migrate import upgrade_to_head
+from worker.records import OutboundRecord
+from worker.settings import async_database_url, redacted
+
+log = logging.getLogger(__name__)
+
+
+def _json_default(value: Any) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()  # aware datetimes give RFC 3339 with an offset
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
+    return create_async_engine(
+        async_database_url(database_url),
+        pool_size=pool_size,
+        pool_pre_ping=True,  # a connection the database dropped is replaced, not handed out
+        json_serializer=json_dumps,
+    )
+
+
+async def migrate_database(database_url: str) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        log.info("migrating %s", redacted(database_url))
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+def create_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,  # Tansu refuses InitProducerId; exactly-once lives in PostgreSQL
+        linger_ms=2,
+        max_batch_size=512 * 1024,
+        request_timeout_ms=15000,
+    )
+
+
+class ProducerSender:
+    """`SendAll` over an aiokafka producer: returns when every record is acknowledged."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+
+    async def __call__(self, records: Sequence[OutboundRecord]) -> None:
+        pending = [
+            await self._producer.send(
+                record.topic, record.value, key=record.key, headers=list(record.headers)
+            )
+            for record in records
+        ]
+        await asyncio.gather(*pending)
