@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -74,6 +75,24 @@ def _read_source(source: str) -> str:
         raise _fail(f"cannot read {source}: permission denied") from None
     except UnicodeDecodeError as error:
         raise _fail(f"{source} is not UTF-8 text: {error}") from None
+
+
+@app.command()
+def run(
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Publish the seed's example requests, print the outcomes as a table, and stop."
+        ),
+    ] = False,
+) -> None:
+    """Run the worker: consumers, publishing, expiry timers. Starts an embedded Kafka-compatible
+    broker and PostgreSQL when KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are unset."""
+    from worker.launch import launch
+
+    settings = _settings()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it: no traceback
+        asyncio.run(launch(settings, demo=demo))
 
 
 @app.command()

@@ -25,9 +25,23 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 
 Parse = Callable[[InboundRecord], C]
-# Applies the commands in the given connection's transaction; returns the ones it found to be
-# poison (an idempotency conflict), as (index into the sequence, error).
-Apply = Callable[[AsyncConnection, Sequence[C]], Awaitable[list[tuple[int, PoisonMessage]]]]
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying a batch found: the poison among it (an idempotency conflict), as (index,
+    error), and what to do once its transaction has committed (logging, waking the relay)."""
+
+    conflicts: list[tuple[int, PoisonMessage]]
+    on_commit: Callable[[], None] = _nothing
+
+
+# Applies the commands in the given connection's transaction, which the pipeline commits.
+Apply = Callable[[AsyncConnection, Sequence[C]], Awaitable[Applied]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +126,11 @@ class BatchPipeline(Generic[C]):
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    conflicts = await self._apply(conn, commands)
+                    applied = await self._apply(conn, commands)
+                applied.on_commit()
                 if outage:
                     log.warning("database is back after %d failed attempts", outage)
-                return [(items[index][0], error, FailureKind.POISON) for index, error in conflicts]
+                return [(items[index][0], error, FailureKind.POISON) for index, error in applied.conflicts]
             except Exception as error:  # noqa: BLE001 - every failure is classified (worker/failures.py)
                 kind = classify(error)
                 if kind is FailureKind.INFRASTRUCTURE:

@@ -19,13 +19,24 @@ class Settings(BaseSettings):
     expiry_grace_days: float = Field(28, ge=0)
     consumer_group: str = Field("refund-worker", min_length=1)
 
-    # Beyond the contract: tuning knobs with safe defaults.
-    ce_source: str = Field("urn:refund-worker", min_length=1)
+    # Beyond the contract: knobs with safe defaults (README, "Configuration").
+    ce_source: str = Field("/refund-worker", min_length=1)
+    migrate_on_start: bool = True
+    topic_partitions: int = Field(4, ge=1)
+    """Partitions of a topic the worker has to create (an input or output topic missing at start)."""
     batch_max_records: int = Field(500, ge=1)
-    batch_timeout_ms: int = Field(50, ge=0)
-    outbox_batch_size: int = Field(1000, ge=1)
+    batch_timeout_ms: int = Field(20, ge=0)
+    outbox_batch_size: int = Field(2000, ge=1)
     outbox_poll_seconds: float = Field(1.0, gt=0)
     expiry_check_seconds: float = Field(1.0, gt=0)
+    retry_attempts: int = Field(3, ge=1)
+    """Attempts at a message that fails unexpectedly before it is dead-lettered."""
+    retry_backoff_seconds: float = Field(0.2, ge=0)
+    kafka_session_timeout_ms: int | None = Field(None, ge=1000)
+    """None: 10 s against a real Kafka, 1 s against the embedded broker (Tansu rejoins slowly otherwise)."""
+    kafka_heartbeat_interval_ms: int | None = Field(None, ge=100)
+    database_pool_size: int = Field(5, ge=1)
+    log_level: str = "INFO"
 
     @field_validator("kafka_bootstrap_servers", "database_url", mode="before")
     @classmethod

@@ -1,0 +1,157 @@
+"""The composition root: the one place that builds the worker from its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from worker.db.migrate import upgrade_to_head
+from worker.domain.policy import RefundPolicy
+from worker.failures import IdempotencyConflict, PoisonMessage
+from worker.handlers.terminations import subscribe_terminations
+from worker.outbox import OutboxRelay
+from worker.parsing import termination_command
+from worker.pipeline import Applied, Apply, BatchPipeline, RetryPolicy
+from worker.runtime import ProducerSender, create_engine, create_producer
+from worker.settings import Settings
+from worker.terminations import CommandResult, Outcome, TerminationCommand, apply_termination_batch
+from worker.topics_admin import ensure_topics
+
+log = logging.getLogger("worker.decisions")
+
+# Tansu rejoins a restarted member only after the old session expires: keep sessions short there.
+EMBEDDED_GROUP_TIMING = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200}
+KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Where the broker and the database are, once the embedded ones (if any) have started."""
+
+    kafka_bootstrap_servers: str
+    database_url: str
+    embedded_kafka: bool = False
+
+
+@dataclass
+class Worker:
+    app: FastStream
+    broker: KafkaBroker
+    engine: AsyncEngine
+    relay: OutboxRelay
+
+
+def build_worker(settings: Settings, services: Services) -> Worker:
+    engine = create_engine(services.database_url, pool_size=settings.database_pool_size)
+    producer = create_producer(services.kafka_bootstrap_servers)
+    send_all = ProducerSender(producer)
+    relay = OutboxRelay(engine, send_all, source=settings.ce_source, batch_size=settings.outbox_batch_size)
+    retry = RetryPolicy(
+        unexpected_attempts=settings.retry_attempts, backoff_seconds=settings.retry_backoff_seconds
+    )
+    terminations = BatchPipeline(
+        engine=engine,
+        parse=termination_command,
+        apply=termination_applier(RefundPolicy(window_days=settings.refund_window_days)),
+        send_all=send_all,
+        consumer_group=settings.consumer_group,
+        retry=retry,
+        after_commit=relay.wake,
+    )
+    broker = KafkaBroker(services.kafka_bootstrap_servers, client_id="refund-worker", logger=None)
+    subscribe_terminations(broker, terminations, consumer_options(settings, services))
+    specification = AsyncAPI(
+        broker,
+        title="refund-worker",
+        version="1.0.0",
+        description="Turns subscription terminations into refunds, credit notes and credit changes.",
+    )
+    app = FastStream(broker, logger=logging.getLogger("worker"), specification=specification)
+    background: list[asyncio.Task[None]] = []
+
+    @app.on_startup
+    async def prepare() -> None:
+        if settings.migrate_on_start:
+            await upgrade_to_head(engine)
+        await ensure_topics(services.kafka_bootstrap_servers, partitions=settings.topic_partitions)
+        await producer.start()
+
+    @app.after_startup
+    async def start_relay() -> None:
+        background.append(asyncio.create_task(relay.run(settings.outbox_poll_seconds), name="outbox-relay"))
+
+    @app.on_shutdown
+    async def stop_relay() -> None:
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @app.after_shutdown
+    async def release() -> None:
+        await producer.stop()
+        await engine.dispose()
+
+    return Worker(app=app, broker=broker, engine=engine, relay=relay)
+
+
+def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
+    timing = EMBEDDED_GROUP_TIMING if services.embedded_kafka else KAFKA_GROUP_TIMING
+    return {
+        "group_id": settings.consumer_group,
+        "auto_offset_reset": "earliest",
+        "max_records": settings.batch_max_records,
+        "batch_timeout_ms": settings.batch_timeout_ms,
+        "session_timeout_ms": settings.kafka_session_timeout_ms or timing["session_timeout_ms"],
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms or timing["heartbeat_interval_ms"],
+    }
+
+
+def termination_applier(policy: RefundPolicy) -> Apply[TerminationCommand]:
+    async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
+        results = await apply_termination_batch(conn, commands, policy=policy, now=datetime.now(UTC))
+        conflicts: list[tuple[int, PoisonMessage]] = [
+            (index, IdempotencyConflict(_conflict_message(result.command)))
+            for index, result in enumerate(results)
+            if result.outcome is Outcome.CONFLICT
+        ]
+        return Applied(conflicts, on_commit=lambda: _log_decisions(results))
+
+    return apply
+
+
+def _log_decisions(results: Sequence[CommandResult]) -> None:
+    """One line per decision, once it is committed."""
+    for result in results:
+        if result.outcome is Outcome.CONFLICT:
+            continue  # the dead-lettering logs it
+        command, decision = result.command, result.decision
+        why = result.rejection.code if result.rejection else decision.no_refund_reason if decision else None
+        log.info(
+            "%s subscription=%s account=%s ce_id=%s amount=%s rule=%s reason=%s",
+            result.outcome.value,
+            command.subscription_id,
+            command.account_id,
+            command.request_id,
+            decision.amount if decision else None,
+            decision.rule if decision else None,
+            why,
+        )
+
+
+def _conflict_message(command: TerminationCommand) -> str:
+    return (
+        f"ce_id {command.request_id!r} was processed before with another payload; "
+        "a new request needs a new ce_id"
+    )
