@@ -19,6 +19,7 @@ from worker.db.migrate import upgrade_to_head
 from worker.domain.policy import RefundPolicy
 from worker.failures import IdempotencyConflict, PoisonMessage
 from worker.handlers.terminations import subscribe_terminations
+from worker.infra import TANSU_GROUP_SETTINGS
 from worker.outbox import OutboxRelay
 from worker.parsing import termination_command
 from worker.pipeline import Applied, Apply, BatchPipeline, RetryPolicy
@@ -29,8 +30,6 @@ from worker.topics_admin import ensure_topics
 
 log = logging.getLogger("worker.decisions")
 
-# Tansu rejoins a restarted member only after the old session expires: keep sessions short there.
-EMBEDDED_GROUP_TIMING = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200}
 KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}
 
 
@@ -107,7 +106,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
 
 
 def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
-    timing = EMBEDDED_GROUP_TIMING if services.embedded_kafka else KAFKA_GROUP_TIMING
+    timing = TANSU_GROUP_SETTINGS if services.embedded_kafka else KAFKA_GROUP_TIMING
     return {
         "group_id": settings.consumer_group,
         "auto_offset_reset": "earliest",
