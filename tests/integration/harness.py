@@ -18,6 +18,7 @@ from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
 from worker.app import Services, Worker, build_worker
 from worker.settings import Settings
+from worker.topics_admin import ensure_topics
 
 SOURCE = "/tests/portal"
 OUTPUT_TOPIC_NAMES = tuple(topic.value for topic in OUTPUT_TOPICS)
@@ -104,6 +105,15 @@ async def publish(bootstrap: str, messages: Iterable[Raw]) -> None:
         await producer.stop()
 
 
+def _json_or_raw(value: bytes | None) -> dict[str, Any]:
+    """Outputs are JSON objects; a dead letter may be anything, so keep it raw then."""
+    try:
+        data = json.loads(value or b"")
+    except ValueError:
+        return {"_raw": value}
+    return data if isinstance(data, dict) else {"_raw": value}
+
+
 @dataclass
 class Received:
     topic: str
@@ -120,11 +130,13 @@ class OutputWatcher:
     """Reads the output topics from their ends at the time it starts, without a consumer group."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPIC_NAMES) -> None:
+        self._bootstrap = bootstrap
         self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self._topics = topics
         self.received: list[Received] = []
 
     async def __aenter__(self) -> OutputWatcher:
+        await ensure_topics(self._bootstrap, partitions=Settings().topic_partitions)  # as a worker would
         await self._consumer.start()
         partitions = [
             TopicPartition(topic, p)
@@ -153,7 +165,7 @@ class OutputWatcher:
                         topic=record.topic,
                         key=record.key.decode() if record.key else None,
                         headers={name: value for name, value in record.headers},
-                        data=json.loads(record.value),
+                        data=_json_or_raw(record.value),
                     )
                 )
 

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from schemas.events import OUTPUT_MODELS
-from schemas.topics import TOPICS, Topic
+from schemas.topics import TOPICS, Topic, dead_letter_topic
 from tests.integration.harness import (
+    OUTPUT_TOPIC_NAMES,
     OutputWatcher,
     Received,
     event,
@@ -179,16 +180,21 @@ async def test_credits_the_account_and_numbers_credit_notes_without_gaps(
 
 async def test_redelivered_request_changes_nothing(worker: Worker, kafka_bootstrap: str) -> None:
     ce_id, data = unique("ce"), termination_data()
-    async with OutputWatcher(kafka_bootstrap) as watcher:
+    watched = (*OUTPUT_TOPIC_NAMES, dead_letter_topic(REQUESTED))
+    async with OutputWatcher(kafka_bootstrap, watched) as watcher:
         await publish(kafka_bootstrap, [event(REQUESTED, data, ce_id)])
         await watcher.answers({ce_id})
         await publish(kafka_bootstrap, [event(REQUESTED, data, ce_id)])  # same ce_id, same payload
         follow_up = unique("ce")
-        await publish(kafka_bootstrap, [event(REQUESTED, termination_data(), follow_up)])
-        await watcher.answers({follow_up})  # processed after the redelivery, on its own partition or not
+        await publish(
+            kafka_bootstrap,
+            [event(REQUESTED, termination_data(subscription_id=data["subscription_id"]), follow_up)],
+        )
+        await watcher.answers({follow_up})  # same key, so same partition: after the redelivery
 
     topics = sorted(r.topic for r in watcher.about({ce_id}))
     assert topics == ["refund-issued", "subscription-terminated"]
+    assert [r for r in watcher.received if r.topic.endswith("-dlt")] == []
 
 
 async def test_second_request_for_terminated_subscription_is_rejected(

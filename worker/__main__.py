@@ -1,0 +1,5 @@
+"""`python -m worker ...` is `refund-worker ...`."""
+
+from worker.cli import main
+
+main()
