@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.envelope import binary_headers
 from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
+from worker.db.bulk import wanted
 from worker.db.tables import outbox
 from worker.records import OutboundRecord, SendAll
 
@@ -118,7 +119,9 @@ class OutboxRelay:
                 return 0
             await self._send_all([self._record(row) for row in rows])
             seqs = [row.seq for row in rows]
-            await conn.execute(update(outbox).where(outbox.c.seq.in_(seqs)).values(sent_at=func.now()))
+            sent = wanted("seqs", BigInteger())
+            mark = update(outbox).where(outbox.c.seq == sent.c.id).values(sent_at=func.now())
+            await conn.execute(mark, {"seqs": seqs})
         return len(rows)
 
     def _record(self, row: Any) -> OutboundRecord:

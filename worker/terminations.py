@@ -19,8 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.outputs import (
@@ -33,10 +32,9 @@ from schemas.outputs import (
     TerminationRejected,
 )
 from schemas.topics import Topic
+from worker.db.bulk import copy_rows, wanted
 from worker.db.tables import (
-    account_balances,
     balance_ledger,
-    credit_note_sequences,
     credit_notes,
     inbox,
     outbox,
@@ -161,26 +159,29 @@ def _judge(
 
 
 async def _inbox_hashes(conn: AsyncConnection, topic: str, ids: set[str]) -> dict[str, bytes]:
-    rows = await conn.execute(
-        select(inbox.c.ce_id, inbox.c.payload_sha256).where(inbox.c.topic == topic, inbox.c.ce_id.in_(ids))
+    ids_ = wanted("ids")
+    query = select(inbox.c.ce_id, inbox.c.payload_sha256).join_from(
+        ids_, inbox, (inbox.c.topic == topic) & (inbox.c.ce_id == ids_.c.id)
     )
-    return {ce_id: digest for ce_id, digest in rows}
+    return {ce_id: digest for ce_id, digest in await conn.execute(query, {"ids": list(ids)})}
 
 
 async def _terminated(conn: AsyncConnection, subscription_ids: set[str]) -> set[str]:
-    rows = await conn.execute(
-        select(terminations.c.subscription_id).where(terminations.c.subscription_id.in_(subscription_ids))
+    ids = wanted("ids")
+    query = select(terminations.c.subscription_id).join_from(
+        ids, terminations, terminations.c.subscription_id == ids.c.id
     )
-    return set(rows.scalars())
+    return set((await conn.execute(query, {"ids": list(subscription_ids)})).scalars())
 
 
 async def _used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[str]:
     if not note_ids:
         return set()
-    rows = await conn.execute(
-        select(credit_notes.c.credit_note_id).where(credit_notes.c.credit_note_id.in_(note_ids))
+    ids = wanted("ids")
+    query = select(credit_notes.c.credit_note_id).join_from(
+        ids, credit_notes, credit_notes.c.credit_note_id == ids.c.id
     )
-    return set(rows.scalars())
+    return set((await conn.execute(query, {"ids": list(note_ids)})).scalars())
 
 
 def _chosen_notes(commands: Iterable[TerminationCommand]) -> set[str]:
@@ -206,17 +207,38 @@ async def _next_credit_note_numbers(conn: AsyncConnection, counts: Mapping[str, 
     """
     if not counts:
         return {}
-    values = [{"reseller_id": r, "last_number": n} for r, n in sorted(counts.items())]
-    reserve = insert(credit_note_sequences).values(values)
-    upsert = reserve.on_conflict_do_update(
-        index_elements=[credit_note_sequences.c.reseller_id],
-        set_={"last_number": credit_note_sequences.c.last_number + reserve.excluded.last_number},
-    ).returning(credit_note_sequences.c.reseller_id, credit_note_sequences.c.last_number)
-    rows = await conn.execute(upsert)
+    resellers = sorted(counts)
+    rows = await conn.execute(
+        _RESERVE_NUMBERS, {"resellers": resellers, "counts": [counts[r] for r in resellers]}
+    )
     return {reseller: last - counts[reseller] + 1 for reseller, last in rows}
 
 
 _AccountKey = tuple[str, str]  # (account_id, currency)
+
+# Both counter upserts take arrays (one statement text whatever the batch size) and lock their rows
+# in the arrays' order, which the callers sort, so two batches never wait on each other in a cycle.
+_RESERVE_NUMBERS = text("""
+    INSERT INTO credit_note_sequences AS s (reseller_id, last_number)
+    SELECT reseller, wanted
+    FROM unnest(CAST(:resellers AS text[]), CAST(:counts AS bigint[])) AS r(reseller, wanted)
+    ON CONFLICT (reseller_id) DO UPDATE SET last_number = s.last_number + EXCLUDED.last_number
+    RETURNING reseller_id, last_number
+""")
+_ADD_TO_BALANCES = text("""
+    INSERT INTO account_balances AS b
+        (account_id, currency, reseller_id, balance_minor, balance_version, updated_at)
+    SELECT account, currency, reseller, delta, changes, :now
+    FROM unnest(
+        CAST(:accounts AS text[]), CAST(:currencies AS text[]), CAST(:resellers AS text[]),
+        CAST(:deltas AS bigint[]), CAST(:counts AS bigint[])
+    ) AS c(account, currency, reseller, delta, changes)
+    ON CONFLICT (account_id, currency) DO UPDATE SET
+        balance_minor = b.balance_minor + EXCLUDED.balance_minor,
+        balance_version = b.balance_version + EXCLUDED.balance_version,
+        updated_at = EXCLUDED.updated_at
+    RETURNING account_id, currency, balance_minor, balance_version
+""")
 
 
 def _credits_per_account(
@@ -250,34 +272,17 @@ async def _add_to_balances(
     """Add each account's deltas in one upsert; returns a cursor at the balance before them."""
     if not changes:
         return {}
-    values = [
-        {
-            "account_id": account,
-            "currency": currency,
-            "reseller_id": reseller,
-            "balance_minor": sum(deltas),
-            "balance_version": len(deltas),
-            "updated_at": now,
-        }
-        for (account, currency), (reseller, deltas) in sorted(changes.items())
-    ]
-    add = insert(account_balances).values(values)
-    excluded = add.excluded
-    upsert = add.on_conflict_do_update(
-        index_elements=[account_balances.c.account_id, account_balances.c.currency],
-        set_={
-            "balance_minor": account_balances.c.balance_minor + excluded.balance_minor,
-            "balance_version": account_balances.c.balance_version + excluded.balance_version,
-            "updated_at": excluded.updated_at,
-        },
-    ).returning(
-        account_balances.c.account_id,
-        account_balances.c.currency,
-        account_balances.c.balance_minor,
-        account_balances.c.balance_version,
-    )
+    keys = sorted(changes)
+    parameters = {
+        "accounts": [account for account, _ in keys],
+        "currencies": [currency for _, currency in keys],
+        "resellers": [changes[key][0] for key in keys],
+        "deltas": [sum(changes[key][1]) for key in keys],
+        "counts": [len(changes[key][1]) for key in keys],
+        "now": now,
+    }
     cursors = {}
-    for account, currency, balance, version in await conn.execute(upsert):
+    for account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
         deltas = changes[(account, currency)][1]
         cursors[(account, currency)] = _BalanceCursor(balance - sum(deltas), version - len(deltas))
     return cursors
@@ -489,5 +494,4 @@ async def _insert_all(conn: AsyncConnection, batch: _Batch) -> None:
         (balance_ledger, batch.ledger),
         (outbox, [event.row() for event in batch.events]),
     ):
-        if rows:
-            await conn.execute(table.insert(), rows)
+        await copy_rows(conn, table, rows)

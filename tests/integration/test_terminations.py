@@ -170,12 +170,23 @@ async def test_credits_the_account_and_numbers_credit_notes_without_gaps(
             await conn.execute(select(account_balances).where(account_balances.c.account_id == account))
         ).one()
         assert (balance.balance_minor, balance.balance_version) == (32000, 3)
-        ledger = await conn.scalars(
-            select(balance_ledger.c.balance_minor)
-            .where(balance_ledger.c.account_id == account)
-            .order_by(balance_ledger.c.balance_version)
-        )
-        assert list(ledger) == [12000, 23000, 32000]
+        ledger = (
+            await conn.execute(
+                select(
+                    balance_ledger.c.balance_version,
+                    balance_ledger.c.delta_minor,
+                    balance_ledger.c.balance_minor,
+                )
+                .where(balance_ledger.c.account_id == account)
+                .order_by(balance_ledger.c.balance_version)
+            )
+        ).all()
+        assert [version for version, _, _ in ledger] == [1, 2, 3]
+        running = 0
+        for _, delta, balance_after in ledger:
+            running += delta
+            assert balance_after == running
+        assert running == 32000
 
 
 async def test_redelivered_request_changes_nothing(worker: Worker, kafka_bootstrap: str) -> None:
