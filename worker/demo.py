@@ -11,7 +11,7 @@ import contextlib
 import json
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,18 +46,21 @@ def demo_requests(run_id: str) -> list[DemoRequest]:
     first = requests[0]
     with_note = next(request.data for request in requests if request.data.get("credit_note"))
     reused_note = dict(with_note, subscription_id=f"sub-another-{run_id}")
-    return [
-        *requests,
+    repeats = [
         DemoRequest("the first request delivered again (same ce_id)", first.ce_id, first.data),
         DemoRequest("the first subscription asked again (new ce_id)", f"demo-{run_id}-again", first.data),
         DemoRequest("another subscription, same credit note", f"demo-{run_id}-note-again", reused_note),
     ]
+    return [*requests, *repeats]
+
+
+REPEATS = 3  # the last three demo requests repeat earlier ones
 
 
 async def run_demo(bootstrap_servers: str, console: Console, wait_seconds: float = 60.0) -> None:
     run_id = uuid.uuid4().hex[:6]
     requests = demo_requests(run_id)
-    expected = {request.ce_id for request in requests}
+    seeds, repeats = requests[:-REPEATS], requests[-REPEATS:]
     consumer = AIOKafkaConsumer(
         *(topic.value for topic in OUTPUT_TOPICS),
         bootstrap_servers=bootstrap_servers,
@@ -65,21 +68,40 @@ async def run_demo(bootstrap_servers: str, console: Console, wait_seconds: float
         auto_offset_reset="earliest",
     )
     await consumer.start()
+    seen = _Seen()
     try:
-        await _publish(bootstrap_servers, requests)
-        console.print(f"published {len(requests)} termination requests; waiting for the worker...")
-        counts: Counter[str] = Counter()
-        outputs = await asyncio.wait_for(_collect(consumer, expected, counts), wait_seconds)
-        await _collect_stragglers(consumer, expected, counts)
+        # The repeats go only once the seeds are answered: across partitions there is no order, and
+        # "the same credit note again" must come after the note's first use to show the guard.
+        for phase in (seeds, repeats):
+            await _publish(bootstrap_servers, phase)
+            console.print(f"published {len(phase)} termination requests; waiting for the worker...")
+            await asyncio.wait_for(_collect(consumer, {r.ce_id for r in phase}, seen), wait_seconds)
+        with contextlib.suppress(TimeoutError):  # listen a second more: a late duplicate would show
+            await asyncio.wait_for(_collect(consumer, {"(never)"}, seen), 1.0)
     finally:
         await consumer.stop()
-    console.print(_table(requests, outputs, counts))
+    console.print(_table(requests, seen))
 
 
-async def _collect_stragglers(consumer: AIOKafkaConsumer, expected: set[str], counts: Counter[str]) -> None:
-    """A second of listening more, so a duplicate event published late would be counted too."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(_collect(consumer, expected | {"(never)"}, counts), 1.0)
+@dataclass
+class _Seen:
+    """Every output event read, by "request ce_id/topic", and each event's topic and data."""
+
+    by_request: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def counts(self, request_ids: set[str]) -> Counter[str]:
+        """Events of these requests per topic; credits-updated names the refund, not the request."""
+        refunds = {
+            d["refund_id"]
+            for t, d in self.events
+            if t == Topic.REFUND_ISSUED and d["request_id"] in request_ids
+        }
+        return Counter(
+            topic
+            for topic, data in self.events
+            if data.get("request_id") in request_ids or data.get("refund_id") in refunds
+        )
 
 
 async def _publish(bootstrap_servers: str, requests: list[DemoRequest]) -> None:
@@ -97,33 +119,29 @@ async def _publish(bootstrap_servers: str, requests: list[DemoRequest]) -> None:
         await producer.stop()
 
 
-async def _collect(
-    consumer: AIOKafkaConsumer, expected: set[str], counts: Counter[str]
-) -> dict[str, dict[str, Any]]:
-    """Output data by "request ce_id/topic" until every request has its final answer; counts every
-    event of this run per topic (credits-updated names the refund, not the request)."""
-    outputs: dict[str, dict[str, Any]] = {}
-    refunds: set[str] = set()
-    answered: set[str] = set()
+async def _collect(consumer: AIOKafkaConsumer, expected: set[str], seen: _Seen) -> None:
+    """Read output events until every expected request has its final answer."""
+    answered = {key.split("/")[0] for key in seen.by_request if key.endswith(_FINAL_TOPICS)}
     while not expected <= answered:
         batches = await consumer.getmany(timeout_ms=500)
         for records in batches.values():
             for record in records:
                 data = json.loads(record.value)
+                seen.events.append((record.topic, data))
                 request_id = data.get("request_id")
-                if request_id in expected and record.topic == Topic.REFUND_ISSUED:
-                    refunds.add(data["refund_id"])
-                if request_id in expected or data.get("refund_id") in refunds:
-                    counts[record.topic] += 1
                 if request_id is None:
                     continue
-                outputs[f"{request_id}/{record.topic}"] = data
-                if record.topic in (Topic.SUBSCRIPTION_TERMINATED, Topic.TERMINATION_REJECTED):
+                seen.by_request[f"{request_id}/{record.topic}"] = data
+                if record.topic in _FINAL_TOPICS:
                     answered.add(request_id)
-    return outputs
 
 
-def _table(requests: list[DemoRequest], outputs: dict[str, dict[str, Any]], counts: Counter[str]) -> Table:
+_FINAL_TOPICS = (Topic.SUBSCRIPTION_TERMINATED.value, Topic.TERMINATION_REJECTED.value)
+
+
+def _table(requests: list[DemoRequest], seen: _Seen) -> Table:
+    outputs = seen.by_request
+    counts = seen.counts({request.ce_id for request in requests})
     published = ", ".join(f"{counts[topic.value]} {topic.value}" for topic in OUTPUT_TOPICS)
     table = Table(
         title="The seed's examples, as the worker published them",
@@ -131,12 +149,12 @@ def _table(requests: list[DemoRequest], outputs: dict[str, dict[str, Any]], coun
     )
     for column in ("case", "outcome", "refund", "rule or reason", "months", "method", "credit note"):
         table.add_column(column)
-    seen: set[str] = set()
+    shown: set[str] = set()
     for request in requests:
-        if request.ce_id in seen:
+        if request.ce_id in shown:
             table.add_row(request.case, "no second effect", *["-"] * 5)
             continue
-        seen.add(request.ce_id)
+        shown.add(request.ce_id)
         table.add_row(request.case, *_outcome(request.ce_id, outputs))
     return table
 
