@@ -33,6 +33,7 @@ from sqlalchemy import func, select, text
 
 from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
+from worker.db.bulk import wanted
 from worker.db.tables import account_balances, balance_ledger, inbox, terminations
 from worker.infra import embedded_kafka, embedded_postgres
 from worker.runtime import create_engine
@@ -49,6 +50,7 @@ class Options:
     accounts: int
     batch: int
     workers: int
+    rate: int
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -58,8 +60,11 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument("--accounts", type=int, default=2000, help="distinct accounts credited")
     parser.add_argument("--batch", type=int, default=500, help="BATCH_MAX_RECORDS of the worker")
     parser.add_argument("--workers", type=int, default=1, help="worker processes in the group")
+    parser.add_argument(
+        "--rate", type=int, default=0, help="publish at this many requests/s (0: all at once, a backlog)"
+    )
     args = parser.parse_args(argv)
-    return Options(args.requests, args.partitions, args.accounts, args.batch, args.workers)
+    return Options(args.requests, args.partitions, args.accounts, args.batch, args.workers, args.rate)
 
 
 @contextlib.contextmanager
@@ -156,8 +161,11 @@ class Answers:
         await self._consumer.stop()
 
 
-async def publish_all(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> dict[str, float]:
-    """Publish as fast as the broker acknowledges; returns when each ce_id was sent."""
+async def publish_all(
+    bootstrap: str, messages: list[tuple[str, bytes, bytes]], rate: int = 0
+) -> dict[str, float]:
+    """Publish as fast as the broker acknowledges, or at `rate` per second; returns when each
+    ce_id was sent."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=5, max_batch_size=512 * 1024
     )
@@ -166,7 +174,10 @@ async def publish_all(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) 
     await producer.start()
     try:
         pending = []
-        for ce_id, key, value in messages:
+        start = time.monotonic()
+        for index, (ce_id, key, value) in enumerate(messages):
+            if rate and index % 100 == 0:  # pace in steps of 100, so latency is not queueing
+                await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
             headers = binary_headers(event_id=ce_id, source="/bench", ce_type=ce_type, time=datetime.now(UTC))
             sent[ce_id] = time.monotonic()
             pending.append(await producer.send(REQUESTED, value, key=key, headers=headers))
@@ -197,10 +208,16 @@ async def audit(database_url: str, ce_ids: set[str], answers: Answers) -> list[s
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            ids = list(ce_ids)
-            handled = await conn.scalar(select(func.count()).select_from(inbox).where(inbox.c.ce_id.in_(ids)))
+            ids, wanted_ids = {"ids": list(ce_ids)}, wanted("ids")
+            handled = await conn.scalar(
+                select(func.count()).select_from(wanted_ids.join(inbox, inbox.c.ce_id == wanted_ids.c.id)),
+                ids,
+            )
             ended = await conn.scalar(
-                select(func.count()).select_from(terminations).where(terminations.c.request_id.in_(ids))
+                select(func.count()).select_from(
+                    wanted_ids.join(terminations, terminations.c.request_id == wanted_ids.c.id)
+                ),
+                ids,
             )
             if handled != len(ce_ids) or ended != len(ce_ids):
                 problems.append(f"inbox {handled} / terminations {ended} for {len(ce_ids)} requests")
@@ -211,6 +228,37 @@ async def audit(database_url: str, ce_ids: set[str], answers: Answers) -> list[s
     finally:
         await engine.dispose()
     return problems
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by kind of process on this machine (Linux /proc): where time goes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                command = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        kind = _kind(command)
+        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _kind(command: str) -> str:
+    if "-m worker run" in command:
+        return "worker"
+    if "postgres" in command:
+        return "postgresql"
+    if "tansu" in command:
+        return "broker"
+    if "bench.throughput" in command:
+        return "bench (publisher, reader)"
+    return "other processes"
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -230,9 +278,11 @@ async def bench(options: Options, bootstrap: str, server_url: str) -> int:
             messages = [request(i, run, options.accounts) for i in range(options.requests)]
             ce_ids = {ce_id for ce_id, _, _ in messages}
             listening = asyncio.create_task(answers.until(ce_ids, timeout_s=600))
-            sent = await publish_all(bootstrap, messages)
+            cpu_before = cpu_seconds()
+            sent = await publish_all(bootstrap, messages, options.rate)
             published = time.monotonic()
             await listening
+            cpu_after = cpu_seconds()
             problems = await audit(database_url, ce_ids, answers)
         finally:
             await answers.stop()
@@ -241,6 +291,15 @@ async def bench(options: Options, bootstrap: str, server_url: str) -> int:
             for worker in workers:
                 worker.wait(timeout=30)
     report(options, sent, published, answers.answered, problems)
+    cpu = {kind: cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0) for kind in cpu_after}
+    print(
+        "cpu per request     "
+        + ", ".join(
+            f"{kind} {seconds / options.requests * 1e6:,.0f} us"
+            for kind, seconds in sorted(cpu.items())
+            if seconds > 0
+        )
+    )
     return 1 if problems else 0
 
 
@@ -255,7 +314,10 @@ def report(
     done = [answered[c] for c in sent if c in answered]
     latencies = [(answered[c] - sent[c]) * 1000 for c in sent if c in answered]
     elapsed = max(done) - first
-    setup = f"{options.partitions} partitions, {options.workers} worker(s), batches of {options.batch}"
+    pace = f"at {options.rate}/s" if options.rate else "all at once"
+    setup = (
+        f"{options.partitions} partitions, {options.workers} worker(s), batches of {options.batch}, {pace}"
+    )
     print(f"requests            {options.requests} over {setup}")
     print(f"published in        {published - first:.2f} s ({options.requests / (published - first):,.0f}/s)")
     print(f"answered in         {elapsed:.2f} s")
