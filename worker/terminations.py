@@ -3,7 +3,8 @@
 Everything a request causes, its inbox row, the termination, the refund and credit note, the
 balance change and the events to publish, is written in the caller's transaction, so it all
 commits or none of it does. The batch costs a fixed number of statements whatever its size:
-three look-ups, two counter upserts and one multi-row insert per table.
+three look-ups, two counter upserts, one update cancelling expiry timers and one multi-row
+insert per table.
 
 Concurrency is optimistic: the look-ups take no locks; a concurrent writer that got there first
 (another worker after a rebalance, the expiry timer) makes an insert violate a unique key, the
@@ -19,7 +20,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.outputs import (
@@ -36,6 +37,7 @@ from worker.db.bulk import copy_rows, wanted
 from worker.db.tables import (
     balance_ledger,
     credit_notes,
+    expiry_timers,
     inbox,
     outbox,
     refunds,
@@ -129,6 +131,16 @@ async def apply_termination_batch(
             batch.events.append(_rejected_event(result.command, result.rejection, now))
         elif result.decision is not None:
             _record_termination(batch, result.command, result.decision, numbers, balances)
+    # A request cancels the subscription's pending expiry timer (contract section 3). Before the
+    # inserts, so that this batch and the timer loop lock the timer row, then the termination,
+    # in the same order (worker/expiry.py).
+    ids = wanted("ids")
+    await conn.execute(
+        update(expiry_timers)
+        .where(expiry_timers.c.subscription_id == ids.c.id, expiry_timers.c.state == "pending")
+        .values(state="cancelled", cancelled_by="request", updated_at=now),
+        {"ids": [row["subscription_id"] for row in batch.terminations]},
+    )
     await _insert_all(conn, batch)
     return batch.results
 

@@ -81,14 +81,10 @@ refunds = Table(
     "refunds",
     metadata,
     Column("refund_id", Text, primary_key=True),
-    Column("request_id", Text, nullable=False, unique=True),
-    Column(
-        "subscription_id",
-        Text,
-        ForeignKey("terminations.subscription_id"),
-        nullable=False,
-        unique=True,
-    ),
+    # One refund per request, subscription and credit note: guarded by the inbox, the termination's
+    # key and the credit note's key, all written in the same transaction (migration 0003).
+    Column("request_id", Text, nullable=False),
+    Column("subscription_id", Text, ForeignKey("terminations.subscription_id"), nullable=False),
     Column("account_id", Text, nullable=False),
     Column("reseller_id", Text, nullable=False),
     Column("currency", Text, nullable=False),
@@ -98,7 +94,7 @@ refunds = Table(
     Column("rule", Text, nullable=False),
     Column("months_refunded", Integer, nullable=False),
     Column("cycle_months", Integer, nullable=False),
-    Column("credit_note_id", Text, nullable=False, unique=True),
+    Column("credit_note_id", Text, nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
     _now(),
     CheckConstraint("amount_minor > 0", name="amount_positive"),
@@ -115,7 +111,7 @@ credit_notes = Table(
     Column("reseller_id", Text, nullable=False),
     Column("number", BigInteger, nullable=True),
     Column("issued_by_worker", Boolean, nullable=False),
-    Column("refund_id", Text, nullable=False, unique=True),
+    Column("refund_id", Text, nullable=False),
     Column("currency", Text, nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False),
@@ -178,4 +174,45 @@ outbox = Table(
     _now(),
     Column("sent_at", DateTime(timezone=True), nullable=True),
     Index("ix_outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),
+)
+
+# One expiry timer per subscription, for its latest known expiry (worker/expiry.py). Pending
+# timers fire at due_at = expired_at + EXPIRY_GRACE_DAYS; the partial index serves that look-up.
+expiry_timers = Table(
+    "expiry_timers",
+    metadata,
+    Column("subscription_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("reseller_id", Text, nullable=False),
+    Column("expired_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("cancelled_by", Text, nullable=True),
+    Column("renewed_at", DateTime(timezone=True), nullable=True),
+    Column("expiry_ce_id", Text, nullable=False),
+    Column("renewal_ce_id", Text, nullable=True),
+    Column("fired_at", DateTime(timezone=True), nullable=True),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("state IN ('pending', 'cancelled', 'fired')", name="state"),
+    CheckConstraint("cancelled_by IN ('renewal', 'request')", name="cancelled_by"),
+    CheckConstraint("(state = 'cancelled') = (cancelled_by IS NOT NULL)", name="cancelled_iff_why"),
+    CheckConstraint("(state = 'fired') = (fired_at IS NOT NULL)", name="fired_iff_when"),
+    CheckConstraint("due_at >= expired_at", name="due_after_expiry"),
+    Index("ix_expiry_timers_pending_due", "due_at", postgresql_where=text("state = 'pending'")),
+)
+
+# Every renewal seen, whatever the timers held when it arrived: renewals and expiries come on
+# different topics in no fixed order, so an expiry arriving after a renewal inside its grace
+# period finds the renewal here and is born cancelled.
+subscription_renewals = Table(
+    "subscription_renewals",
+    metadata,
+    Column("subscription_id", Text, nullable=False),
+    Column("renewed_at", DateTime(timezone=True), nullable=False),
+    Column("account_id", Text, nullable=False),
+    Column("reseller_id", Text, nullable=False),
+    Column("ce_id", Text, nullable=False),
+    _now(),
+    PrimaryKeyConstraint("subscription_id", "renewed_at"),
 )

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream.kafka.message import KafkaMessage
 
-from worker.pipeline import BatchPipeline
+from worker.pipeline import BatchReport
 from worker.records import InboundRecord
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,13 @@ def inbound(record: ConsumerRecord[Any, Any]) -> InboundRecord:
     )
 
 
-async def handle_batch(
-    pipeline: BatchPipeline[Any], message: KafkaMessage, consumer: AIOKafkaConsumer
-) -> None:
+class Processor(Protocol):
+    """A BatchPipeline, or worker.handlers.inputs.InputRouter over several."""
+
+    async def process(self, records: Sequence[InboundRecord]) -> BatchReport: ...
+
+
+async def handle_batch(pipeline: Processor, message: KafkaMessage, consumer: AIOKafkaConsumer) -> None:
     records = message.raw_message if isinstance(message.raw_message, tuple) else (message.raw_message,)
     try:
         report = await pipeline.process([inbound(record) for record in records])

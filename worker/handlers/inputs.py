@@ -1,0 +1,81 @@
+"""The input topics, read by ONE batch subscriber; each topic's records go to that topic's pipeline.
+
+One consumer per worker for all of termination-requested, subscription-expired and
+subscription-renewed, rather than one per topic, so that a worker is a single member of its
+consumer group: each extra member makes every (re)start and rebalance slower, and the embedded
+broker (Tansu) could leave a restarted multi-member worker stuck in SyncGroup for minutes.
+
+Every topic keeps the same rules: its records are parsed, applied in one transaction, poison
+dead-lettered, by its own pipeline (worker.pipeline); the offsets of the whole batch are committed
+once every pipeline has returned, and a failure rewinds the whole batch (handle_batch), whose
+already-committed part the inbox then recognises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import Consumer, KafkaMessage
+
+from schemas.topics import Topic
+from worker.handlers.batch import handle_batch, raw_decoder, raw_parser
+from worker.pipeline import BatchPipeline, BatchReport
+from worker.records import InboundRecord, next_offsets
+
+DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
+    {
+        Topic.TERMINATION_REQUESTED: "Customer termination requests: decided, refunded and answered once.",
+        Topic.SUBSCRIPTION_EXPIRED: (
+            "Expiries: each arms a durable timer that terminates the subscription after the grace period."
+        ),
+        Topic.SUBSCRIPTION_RENEWED: "Renewals: one inside an expiry's grace period cancels its timer.",
+    }
+)
+
+
+class InputRouter:
+    """Hands each topic's records of a batch to that topic's pipeline, topic by topic."""
+
+    def __init__(self, pipelines: Mapping[Topic, BatchPipeline[Any]]) -> None:
+        self._pipelines = {topic.value: pipeline for topic, pipeline in pipelines.items()}
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self._pipelines)
+
+    async def process(self, records: Sequence[InboundRecord]) -> BatchReport:
+        by_topic: dict[str, list[InboundRecord]] = {}
+        for record in records:
+            by_topic.setdefault(record.topic, []).append(record)
+        processed = dead_lettered = 0
+        for topic, pipeline in self._pipelines.items():  # a fixed order, whatever the batch's
+            if topic in by_topic:
+                report = await pipeline.process(by_topic[topic])
+                processed += report.processed
+                dead_lettered += report.dead_lettered
+        return BatchReport(processed, dead_lettered, next_offsets(records))
+
+
+def subscribe_inputs(
+    broker: KafkaBroker, pipelines: Mapping[Topic, BatchPipeline[Any]], consumer_options: dict[str, Any]
+) -> None:
+    router = InputRouter(pipelines)
+
+    async def on_inputs(message: KafkaMessage, consumer: Consumer) -> None:
+        await handle_batch(router, message, consumer)
+
+    subscriber = broker.subscriber(
+        *router.topics,
+        batch=True,
+        ack_policy=AckPolicy.MANUAL,
+        parser=raw_parser,
+        decoder=raw_decoder,
+        title="inputs",
+        description=" ".join(f"{topic.value}: {DESCRIPTIONS[topic]}" for topic in pipelines),
+        **consumer_options,
+    )
+    subscriber(on_inputs)
