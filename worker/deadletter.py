@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from schemas.topics import dead_letter_topic
+from worker.failures import RetriesExhausted
 from worker.records import Headers, InboundRecord, OutboundRecord
 
 DLT_PREFIX = "kafka_dlt-"
@@ -22,8 +24,13 @@ ORIGINAL_TIMESTAMP = "kafka_dlt-original-timestamp"
 ORIGINAL_CONSUMER_GROUP = "kafka_dlt-original-consumer-group"
 EXCEPTION_FQCN = "kafka_dlt-exception-fqcn"
 EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
+EXCEPTION_CAUSE_FQCN = "kafka_dlt-exception-cause-fqcn"
+"""As Spring's, for an exception with a cause: here the error behind `RetriesExhausted`."""
 # Beyond Spring's set: which failure class decided the dead-lettering (see worker/failures.py).
 FAILURE_REASON = "kafka_dlt-failure-reason"
+# Not a kafka_dlt-* header, so a replayed message that fails again keeps it: where it was replayed
+# from, as `<dead-letter topic>[<partition>]@<offset>`. A new replay replaces it.
+REPLAYED_FROM = "refund-worker-replayed-from"
 
 _MAX_MESSAGE_BYTES = 4096
 
@@ -44,6 +51,7 @@ def dead_letter(record: InboundRecord, error: BaseException, *, group: str, reas
         (ORIGINAL_CONSUMER_GROUP, group.encode()),
         (EXCEPTION_FQCN, qualified_name(error).encode()),
         (EXCEPTION_MESSAGE, message),
+        *_cause(error),
         (FAILURE_REASON, reason.encode()),
     )
     return OutboundRecord(
@@ -52,6 +60,12 @@ def dead_letter(record: InboundRecord, error: BaseException, *, group: str, reas
         value=record.value,
         headers=without_dead_letter_headers(record.headers) + added,
     )
+
+
+def _cause(error: BaseException) -> Headers:
+    """Only an exhausted retry names a cause: a poison error's own class already says it all."""
+    cause = error.__cause__ if isinstance(error, RetriesExhausted) else None
+    return () if cause is None else ((EXCEPTION_CAUSE_FQCN, qualified_name(cause).encode()),)
 
 
 def without_dead_letter_headers(headers: Sequence[tuple[str, bytes]]) -> Headers:
@@ -67,3 +81,48 @@ def read_number(value: bytes) -> int:
     if len(value) == 8:
         return int(struct.unpack(">q", value)[0])
     raise ValueError(f"{value!r} is not a Spring-encoded number")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterHeaders:
+    """What the kafka_dlt-* headers of a dead letter say; None where one is missing or unreadable
+    (a dead letter written by another tool, or by hand)."""
+
+    original_topic: str | None
+    original_partition: int | None
+    original_offset: int | None
+    original_timestamp_ms: int | None
+    consumer_group: str | None
+    exception_fqcn: str | None
+    exception_message: str | None
+    exception_cause_fqcn: str | None
+    failure_reason: str | None
+
+
+def read_dead_letter_headers(headers: Sequence[tuple[str, bytes | None]]) -> DeadLetterHeaders:
+    """The last value of each header wins, as Spring's own reader does."""
+    values = {name: value for name, value in headers if value is not None}
+    return DeadLetterHeaders(
+        original_topic=_text(values.get(ORIGINAL_TOPIC)),
+        original_partition=_number(values.get(ORIGINAL_PARTITION)),
+        original_offset=_number(values.get(ORIGINAL_OFFSET)),
+        original_timestamp_ms=_number(values.get(ORIGINAL_TIMESTAMP)),
+        consumer_group=_text(values.get(ORIGINAL_CONSUMER_GROUP)),
+        exception_fqcn=_text(values.get(EXCEPTION_FQCN)),
+        exception_message=_text(values.get(EXCEPTION_MESSAGE)),
+        exception_cause_fqcn=_text(values.get(EXCEPTION_CAUSE_FQCN)),
+        failure_reason=_text(values.get(FAILURE_REASON)),
+    )
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def _number(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return read_number(value)
+    except ValueError:
+        return None

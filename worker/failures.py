@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
+from asyncpg.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from schemas.errors import InvalidMessage
+from schemas.errors import InvalidEnvelope, InvalidEventData, InvalidMessage, NotJson
 from worker.domain.errors import DomainError
 
 
@@ -41,9 +48,15 @@ class IdempotencyConflict(PoisonMessage):
 
 
 class RetriesExhausted(Exception):
-    """An unexpected error outlived its retries; the message is dead-lettered with this."""
+    """An unexpected error outlived its retries; the message is dead-lettered with this, and the
+    error itself as its `__cause__` (the dead letter's `kafka_dlt-exception-cause-fqcn`)."""
 
     reason = "retries_exhausted"
+
+    def __init__(self, cause: BaseException, attempts: int) -> None:
+        super().__init__(f"{brief(cause)} (after {attempts} attempts)")
+        self.attempts = attempts
+        self.__cause__ = cause
 
 
 _CONTENTION_STATES = {"23505", "40001", "40P01"}  # unique violation, serialization, deadlock
@@ -55,6 +68,12 @@ def classify(error: BaseException) -> FailureKind:
         return FailureKind.POISON
     if isinstance(error, DBAPIError):
         return _classify_database(error)
+    # asyncpg's own errors, raised past SQLAlchemy where the raw connection is used (COPY): the
+    # server's carry a SQLSTATE; a client-side InterfaceError means the connection is gone.
+    if isinstance(error, DriverInterfaceError):
+        return FailureKind.INFRASTRUCTURE
+    if isinstance(state := getattr(error, "sqlstate", None), str):
+        return _classify_state(state) or FailureKind.UNEXPECTED
     if isinstance(
         error,
         KafkaConnectionError
@@ -67,16 +86,46 @@ def classify(error: BaseException) -> FailureKind:
         | OSError,
     ):
         return FailureKind.INFRASTRUCTURE
+    if isinstance(error, KafkaError) and error.retriable:  # no leader, coordinator moving, broker away
+        return FailureKind.INFRASTRUCTURE
     return FailureKind.UNEXPECTED
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a message is dead-lettered, as a short label (`kafka_dlt-failure-reason`, metrics)."""
+    if isinstance(error, PoisonMessage | RetriesExhausted):
+        return error.reason
+    if isinstance(error, NotJson):
+        return "not_json"
+    if isinstance(error, InvalidEnvelope):
+        return "invalid_envelope"
+    if isinstance(error, InvalidEventData):
+        return "invalid_data"
+    if isinstance(error, DomainError):
+        return "domain_refused"
+    return "unexpected"
+
+
+def brief(error: BaseException) -> str:
+    """`ClassName: first line of the message`, for logs and dead-letter headers."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _classify_state(state: str) -> FailureKind | None:
+    if state in _CONTENTION_STATES:
+        return FailureKind.CONTENTION
+    if state.startswith(_INFRASTRUCTURE_STATE_CLASSES):
+        return FailureKind.INFRASTRUCTURE
+    return None
 
 
 def _classify_database(error: DBAPIError) -> FailureKind:
     state = _sqlstate(error)
-    if state in _CONTENTION_STATES:
-        return FailureKind.CONTENTION
-    if error.connection_invalidated or (
-        state is not None and state.startswith(_INFRASTRUCTURE_STATE_CLASSES)
-    ):
+    by_state = None if state is None else _classify_state(state)
+    if by_state is not None:
+        return by_state
+    if error.connection_invalidated:
         return FailureKind.INFRASTRUCTURE
     if state is None and isinstance(error, InterfaceError | OperationalError):
         return FailureKind.INFRASTRUCTURE  # no server answer at all: the connection failed

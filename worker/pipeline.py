@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.deadletter import dead_letter
-from worker.failures import FailureKind, PoisonMessage, RetriesExhausted, classify
+from worker.failures import FailureKind, PoisonMessage, RetriesExhausted, brief, classify, failure_reason
 from worker.records import InboundRecord, OutboundRecord, SendAll, next_offsets
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,19 @@ class RetryPolicy:
         return float(min(self.backoff_seconds * 2 ** max(attempt - 1, 0), self.max_backoff_seconds))
 
 
+class PipelineObserver:
+    """What a pipeline reports as it works; these do nothing (worker/observability.py counts them)."""
+
+    def batch_handled(self, records: Sequence[InboundRecord], seconds: float) -> None:
+        """The batch is decided, committed and its poison dead-lettered: its offsets can be committed."""
+
+    def attempt_failed(self, records: Sequence[InboundRecord], kind: FailureKind) -> None:
+        """A transaction over these records failed for a reason other than poison, and is retried."""
+
+    def dead_lettered(self, record: InboundRecord, reason: str, kind: FailureKind) -> None:
+        """The record went to its dead-letter topic (acknowledged by the broker)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BatchReport:
     processed: int
@@ -73,6 +88,7 @@ class BatchPipeline(Generic[C]):
         consumer_group: str,
         retry: RetryPolicy = RetryPolicy(),
         after_commit: Callable[[], None] = lambda: None,
+        observer: PipelineObserver | None = None,
     ) -> None:
         self._engine = engine
         self._parse = parse
@@ -81,8 +97,10 @@ class BatchPipeline(Generic[C]):
         self._group = consumer_group
         self._retry = retry
         self._after_commit = after_commit
+        self._observer = observer or PipelineObserver()
 
     async def process(self, records: Sequence[InboundRecord]) -> BatchReport:
+        started = time.perf_counter()
         good: list[tuple[InboundRecord, C]] = []
         poison: list[tuple[InboundRecord, BaseException, FailureKind]] = []
         for record in records:
@@ -96,87 +114,133 @@ class BatchPipeline(Generic[C]):
         poison += await self._apply_isolating(good)
         self._after_commit()
         await self._dead_letter(poison)
+        self._observer.batch_handled(records, time.perf_counter() - started)
         return BatchReport(len(records) - len(poison), len(poison), next_offsets(records))
 
     async def _apply_isolating(
         self, items: Sequence[tuple[InboundRecord, C]]
     ) -> list[tuple[InboundRecord, BaseException, FailureKind]]:
-        """Apply all in one transaction; if that keeps failing, one by one, to find the culprit."""
+        """Apply all in one transaction; if that fails for one of them, halve the batch to find it (a
+        few transactions for one culprit among hundreds). Only a message alone has its retries."""
         if not items:
             return []
-        failure = await self._apply_with_retries(items)
+        alone = len(items) == 1
+        failure = await self._apply_with_retries(items, self._retry.unexpected_attempts if alone else 1)
         if isinstance(failure, list):
             return failure
-        if len(items) == 1:
+        if alone:
             record = items[0][0]
             log.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, failure)
             return [(record, failure, classify(failure))]
-        log.warning("batch of %d failed (%s); applying its messages one by one", len(items), failure)
-        found = []
-        for item in items:
-            found += await self._apply_isolating([item])
-        return found
+        log.warning("batch of %d failed (%s); halving it to find the culprit", len(items), brief(failure))
+        middle = len(items) // 2
+        return await self._apply_isolating(items[:middle]) + await self._apply_isolating(items[middle:])
 
     async def _apply_with_retries(
-        self, items: Sequence[tuple[InboundRecord, C]]
+        self, items: Sequence[tuple[InboundRecord, C]], unexpected_attempts: int
     ) -> list[tuple[InboundRecord, BaseException, FailureKind]] | BaseException:
         """The poison found by a committed transaction, or the error that outlived its retries."""
         commands = [command for _, command in items]
-        unexpected = contention = outage = 0
+        outage = Outage("database", self._retry)
+        unexpected = contention = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
                     applied = await self._apply(conn, commands)
-                applied.on_commit()
-                if outage:
-                    log.warning("database is back after %d failed attempts", outage)
-                return [(items[index][0], error, FailureKind.POISON) for index, error in applied.conflicts]
             except Exception as error:  # noqa: BLE001 - every failure is classified (worker/failures.py)
                 kind = classify(error)
+                if kind is not FailureKind.POISON:  # poison is counted once found, when dead-lettered
+                    self._observer.attempt_failed([record for record, _ in items], kind)
                 if kind is FailureKind.INFRASTRUCTURE:
-                    outage += 1
-                    delay = self._retry.backoff(outage)
-                    log.warning("database unavailable (%s); retrying in %.1fs", _brief(error), delay)
-                    await asyncio.sleep(delay)
+                    await outage.wait(error)
                 elif kind is FailureKind.CONTENTION and contention < self._retry.contention_attempts:
                     contention += 1
-                    log.info("concurrent writer committed first (%s); retrying batch", _brief(error))
+                    log.info("concurrent writer committed first (%s); retrying batch", brief(error))
                 elif kind is FailureKind.POISON:
                     return error
                 else:
                     unexpected += 1
-                    if unexpected >= self._retry.unexpected_attempts:
-                        return RetriesExhausted(f"{_brief(error)} (after {unexpected} attempts)")
-                    log.warning("unexpected error, attempt %d: %s", unexpected, _brief(error))
-                    await asyncio.sleep(self._retry.backoff(unexpected))
+                    if unexpected < unexpected_attempts:
+                        log.warning("unexpected error, attempt %d: %s", unexpected, brief(error))
+                        await asyncio.sleep(self._retry.backoff(unexpected))
+                    elif await self._database_unreachable(outage):
+                        unexpected = 0  # an outage in disguise: waited out, so the message starts afresh
+                    else:
+                        return RetriesExhausted(error, unexpected)
+                continue
+            outage.ended()
+            applied.on_commit()
+            return [(items[index][0], error, FailureKind.POISON) for index, error in applied.conflicts]
+
+    async def _database_unreachable(self, outage: Outage) -> bool:
+        """Asked before dead-lettering for an unexpected error: an outage can surface as an error
+        nobody classified as one, and an outage must dead-letter nothing."""
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as error:  # noqa: BLE001 - whatever it is, the database is not answering
+            await outage.wait(error)
+            return True
+        return False
 
     async def _dead_letter(self, poison: Sequence[tuple[InboundRecord, BaseException, FailureKind]]) -> None:
         if not poison:
             return
         letters = [
-            dead_letter(record, error, group=self._group, reason=_reason(error))
+            dead_letter(record, error, group=self._group, reason=failure_reason(error))
             for record, error, _ in poison
         ]
         await self._send_until_acknowledged(letters)
+        for record, error, kind in poison:
+            self._observer.dead_lettered(record, failure_reason(error), kind)
 
     async def _send_until_acknowledged(self, letters: Sequence[OutboundRecord]) -> None:
-        attempt = 0
+        """Dead letters are never dropped: while the broker is away, wait and send them again (a
+        repeat after a lost acknowledgement is a duplicate dead letter, which a replay absorbs)."""
+        outage = Outage("broker (dead letters)", self._retry)
         while True:
             try:
                 await self._send_all(letters)
-                return
             except Exception as error:
                 if classify(error) is not FailureKind.INFRASTRUCTURE:
                     raise
-                attempt += 1
-                delay = self._retry.backoff(attempt)
-                log.warning("broker unavailable for dead letters (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
+                await outage.wait(error)
+                continue
+            outage.ended()
+            return
 
 
-def _reason(error: BaseException) -> str:
-    return str(getattr(error, "reason", "domain"))
+class Outage:
+    """Waiting out a service that is away, with backoff: logged as it starts, on every retry while
+    it lasts, and when it ends."""
 
+    def __init__(self, service: str, retry: RetryPolicy) -> None:
+        self._service = service
+        self._retry = retry
+        self._attempts = 0
+        self._since = 0.0
 
-def _brief(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    async def wait(self, error: BaseException) -> None:
+        self._attempts += 1
+        if self._attempts == 1:
+            self._since = time.monotonic()
+        delay = self._retry.backoff(self._attempts)
+        log.warning(
+            "%s unavailable for %.1fs (%s); pausing, retry %d in %.1fs; nothing is dead-lettered for it",
+            self._service,
+            time.monotonic() - self._since,
+            brief(error),
+            self._attempts,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+    def ended(self) -> None:
+        if self._attempts:
+            log.warning(
+                "%s is back after %.1fs and %d failed attempts; resuming",
+                self._service,
+                time.monotonic() - self._since,
+                self._attempts,
+            )
+            self._attempts = 0

@@ -126,6 +126,19 @@ class Received:
         return self.headers["ce_id"].decode()
 
 
+async def seek_past_last_batch(consumer: AIOKafkaConsumer, partition: TopicPartition) -> None:
+    """After seek_to_end: past every record already there. Tansu reports a partition's end as one
+    past the first record of its last record batch (a producer's batch may hold many), so without
+    this a watcher would see that batch's other records as new (see worker.dlq.kafka)."""
+    end = await consumer.position(partition)
+    if end == 0:
+        return
+    consumer.seek(partition, end - 1)
+    fetched = await consumer.getmany(partition, timeout_ms=300)
+    last = max([end - 1, *(int(record.offset) for record in fetched.get(partition, []))])
+    consumer.seek(partition, last + 1)
+
+
 class OutputWatcher:
     """Reads the output topics from their ends at the time it starts, without a consumer group."""
 
@@ -146,7 +159,7 @@ class OutputWatcher:
         self._consumer.assign(partitions)
         await self._consumer.seek_to_end(*partitions)
         for partition in partitions:  # pin the start now, before anything is published
-            await self._consumer.position(partition)
+            await seek_past_last_batch(self._consumer, partition)
         return self
 
     async def _partitions(self, topic: str) -> set[int]:

@@ -205,7 +205,11 @@ async def test_redelivered_request_changes_nothing(worker: Worker, kafka_bootstr
 
     topics = sorted(r.topic for r in watcher.about({ce_id}))
     assert topics == ["refund-issued", "subscription-terminated"]
-    assert [r for r in watcher.received if r.topic.endswith("-dlt")] == []
+    # Only ours: the shared test group may still be working off other tests' poison messages.
+    ours = [
+        r for r in watcher.received if r.topic.endswith("-dlt") and r.headers.get("ce_id") == ce_id.encode()
+    ]
+    assert ours == []
 
 
 async def test_second_request_for_terminated_subscription_is_rejected(

@@ -1,0 +1,105 @@
+"""The failure taxonomy: every error the worker can meet falls in exactly one class, with one label."""
+
+from __future__ import annotations
+
+import asyncpg.exceptions as asyncpg_errors
+import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+    UnknownTopicOrPartitionError,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, ProgrammingError
+
+from schemas.errors import InvalidAttribute, MissingAttribute, NotJson
+from worker.domain.errors import InvalidAmount
+from worker.failures import (
+    FailureKind,
+    IdempotencyConflict,
+    RetriesExhausted,
+    brief,
+    classify,
+    failure_reason,
+)
+
+
+class DriverError(Exception):
+    """What asyncpg raises, reduced to what classify reads: the SQLSTATE."""
+
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(f"driver error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def database_error(sqlstate: str | None, kind: type[DBAPIError] = DBAPIError) -> DBAPIError:
+    return kind("INSERT ...", {}, DriverError(sqlstate))
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (NotJson("value is not JSON"), FailureKind.POISON),
+        (MissingAttribute("ce_id is missing"), FailureKind.POISON),
+        (InvalidAmount("120.001 has too many digits"), FailureKind.POISON),
+        (IdempotencyConflict("same ce_id, other payload"), FailureKind.POISON),
+        (database_error("23505", IntegrityError), FailureKind.CONTENTION),
+        (database_error("40001"), FailureKind.CONTENTION),
+        (database_error("40P01"), FailureKind.CONTENTION),
+        (database_error("57P01"), FailureKind.INFRASTRUCTURE),  # admin shutdown: the server stops
+        (database_error("57P03"), FailureKind.INFRASTRUCTURE),  # cannot connect now: it is starting
+        (database_error("08006"), FailureKind.INFRASTRUCTURE),
+        (database_error("53300"), FailureKind.INFRASTRUCTURE),  # too many connections
+        (database_error(None, InterfaceError), FailureKind.INFRASTRUCTURE),  # "connection is closed"
+        (ConnectionRefusedError(111, "Connect call failed"), FailureKind.INFRASTRUCTURE),
+        (KafkaConnectionError("broker away"), FailureKind.INFRASTRUCTURE),
+        (KafkaTimeoutError(), FailureKind.INFRASTRUCTURE),
+        (NotLeaderForPartitionError(), FailureKind.INFRASTRUCTURE),
+        (UnknownTopicOrPartitionError(), FailureKind.INFRASTRUCTURE),
+        (MessageSizeTooLargeError(), FailureKind.UNEXPECTED),
+        (database_error("22P02", ProgrammingError), FailureKind.UNEXPECTED),
+        (database_error("P0001"), FailureKind.UNEXPECTED),
+        # asyncpg's own, raised past SQLAlchemy where the raw connection is used (COPY)
+        (asyncpg_errors.UniqueViolationError("duplicate key"), FailureKind.CONTENTION),
+        (asyncpg_errors.DeadlockDetectedError("deadlock"), FailureKind.CONTENTION),
+        (asyncpg_errors.AdminShutdownError("terminating connection"), FailureKind.INFRASTRUCTURE),
+        (asyncpg_errors.ConnectionDoesNotExistError("closed mid-operation"), FailureKind.INFRASTRUCTURE),
+        (asyncpg_errors.InterfaceError("connection is closed"), FailureKind.INFRASTRUCTURE),
+        (asyncpg_errors.RaiseError("raised by a trigger"), FailureKind.UNEXPECTED),
+        (RuntimeError("a bug"), FailureKind.UNEXPECTED),
+        (KeyError("missing"), FailureKind.UNEXPECTED),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_classify(error: BaseException, kind: FailureKind) -> None:
+    assert classify(error) is kind
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (NotJson("x"), "not_json"),
+        (InvalidAttribute("x"), "invalid_envelope"),
+        (InvalidAmount("x"), "domain_refused"),
+        (IdempotencyConflict("x"), "idempotency_conflict"),
+        (RetriesExhausted(RuntimeError("x"), 3), "retries_exhausted"),
+        (RuntimeError("x"), "unexpected"),
+    ],
+)
+def test_failure_reason_names_the_class_of_problem(error: BaseException, reason: str) -> None:
+    assert failure_reason(error) == reason
+
+
+def test_retries_exhausted_keeps_the_error_as_its_cause() -> None:
+    error = ValueError("bad thing\nwith a second line")
+    exhausted = RetriesExhausted(error, 3)
+    assert exhausted.__cause__ is error
+    assert exhausted.attempts == 3
+    assert str(exhausted) == "ValueError: bad thing (after 3 attempts)"
+    assert classify(exhausted) is FailureKind.UNEXPECTED
+
+
+def test_brief_is_one_line_even_without_a_message() -> None:
+    assert brief(RuntimeError()) == "RuntimeError: "
+    assert brief(RuntimeError("first\nsecond")) == "RuntimeError: first"

@@ -1,0 +1,89 @@
+"""One dead letter as read from a dead-letter topic, and the record that replaying it sends. No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from schemas.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
+from worker.deadletter import (
+    REPLAYED_FROM,
+    DeadLetterHeaders,
+    read_dead_letter_headers,
+    without_dead_letter_headers,
+)
+from worker.records import Headers, OutboundRecord
+
+
+class NotReplayable(ValueError):
+    """A dead letter the replay leaves where it is; the message says why."""
+
+
+def dead_letter_topic_of(name: str) -> str:
+    """TOPIC as the dlq commands take it: a dead-letter topic as is, a source topic's `<name>-dlt`."""
+    return name if name.endswith(DEAD_LETTER_SUFFIX) else dead_letter_topic(name)
+
+
+def source_topic_of(dead_letter_topic_name: str) -> str:
+    return dead_letter_topic_name.removesuffix(DEAD_LETTER_SUFFIX)
+
+
+def location(topic: str, partition: int, offset: int) -> str:
+    """`topic[partition]@offset`, as the worker's logs name a record."""
+    return f"{topic}[{partition}]@{offset}"
+
+
+def utc_time(timestamp_ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=timestamp_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    """When it was dead-lettered (the dead-letter record's timestamp)."""
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    @property
+    def location(self) -> str:
+        return location(self.topic, self.partition, self.offset)
+
+    @property
+    def dlt(self) -> DeadLetterHeaders:
+        return read_dead_letter_headers(self.headers)
+
+    @property
+    def original_location(self) -> str | None:
+        dlt = self.dlt
+        if dlt.original_topic is None or dlt.original_partition is None or dlt.original_offset is None:
+            return dlt.original_topic
+        return location(dlt.original_topic, dlt.original_partition, dlt.original_offset)
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of a header, as Kafka clients read a repeated one."""
+        found = [value for header, value in self.headers if header == name]
+        return found[-1] if found else None
+
+
+def replay_record(letter: DeadLetter) -> OutboundRecord:
+    """What goes back: to the original topic, with the original key, value and headers, without the
+    kafka_dlt-* ones, and with a header naming this dead letter (replacing an earlier replay's)."""
+    target = letter.dlt.original_topic
+    if target is None:
+        raise NotReplayable("it has no kafka_dlt-original-topic header")
+    expected = source_topic_of(letter.topic)
+    if target != expected:
+        raise NotReplayable(f"its original topic {target!r} is not {expected!r}, this topic's source")
+    kept = tuple(
+        (name, value) for name, value in without_dead_letter_headers(letter.headers) if name != REPLAYED_FROM
+    )
+    return OutboundRecord(
+        topic=target,
+        key=letter.key,
+        value=letter.value,
+        headers=(*kept, (REPLAYED_FROM, letter.location.encode())),
+    )

@@ -1,0 +1,47 @@
+"""A replay run: each selected dead letter back to its original topic, or the reason it stays."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterable, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from worker.dlq.letters import DeadLetter, NotReplayable, replay_record
+from worker.records import OutboundRecord
+
+Send = Callable[[OutboundRecord], Awaitable[None]]
+
+
+@dataclass
+class ReplayOutcome:
+    selected: int = 0
+    sent: int = 0
+    """Handed to the producer; all acknowledged once the run's republisher has flushed."""
+    targets: Counter[str] = field(default_factory=Counter)
+    """Per original topic, how many went (or would go, in a dry run)."""
+    planned: list[tuple[DeadLetter, OutboundRecord]] = field(default_factory=list)
+    """A dry run's records, for showing; a real run keeps none (a replay may be long)."""
+    skipped: list[tuple[DeadLetter, str]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.skipped
+
+
+async def replay_letters(letters: AsyncIterable[DeadLetter], send: Send | None) -> ReplayOutcome:
+    """Sends what each dead letter replays to, in order; `send` None is a dry run (nothing sent)."""
+    outcome = ReplayOutcome()
+    async for letter in letters:
+        outcome.selected += 1
+        try:
+            record = replay_record(letter)
+        except NotReplayable as why:
+            outcome.skipped.append((letter, str(why)))
+            continue
+        if send is None:
+            outcome.planned.append((letter, record))
+        else:
+            await send(record)
+            outcome.sent += 1
+        outcome.targets[record.topic] += 1
+    return outcome
