@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,15 +15,22 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from schemas.topics import Topic
 from worker.db.migrate import upgrade_to_head
+from worker.domain.expiry import GracePeriod
 from worker.domain.policy import RefundPolicy
+from worker.expiry import ExpiryTimers, expiry_applier, renewal_applier
 from worker.failures import IdempotencyConflict, PoisonMessage
-from worker.handlers.terminations import subscribe_terminations
+from worker.handlers.inputs import subscribe_inputs
+from worker.handlers.outputs import declare_outputs
+from worker.health import Routes, http_routes
 from worker.infra import TANSU_GROUP_SETTINGS
+from worker.observability import WorkerMetrics
 from worker.outbox import OutboxRelay
-from worker.parsing import termination_command
+from worker.parsing import expiry_command, renewal_command, termination_command
 from worker.pipeline import Applied, Apply, BatchPipeline, RetryPolicy
 from worker.runtime import ProducerSender, create_engine, create_producer
+from worker.security import database_connect_args, kafka_client_options, kafka_security
 from worker.settings import Settings
 from worker.terminations import CommandResult, Outcome, TerminationCommand, apply_termination_batch
 from worker.topics_admin import ensure_topics
@@ -48,11 +55,23 @@ class Worker:
     broker: KafkaBroker
     engine: AsyncEngine
     relay: OutboxRelay
+    timers: ExpiryTimers
+    metrics: WorkerMetrics
+    http_routes: Routes
+    """/health/live, /health/ready and /metrics, served by worker.health.HttpServer."""
 
 
 def build_worker(settings: Settings, services: Services) -> Worker:
-    engine = create_engine(services.database_url, pool_size=settings.database_pool_size)
-    producer = create_producer(services.kafka_bootstrap_servers)
+    metrics = WorkerMetrics()
+    observer = metrics.observer()
+    security = None if services.embedded_kafka else kafka_security(settings)
+    kafka_options = kafka_client_options(security)
+    engine = create_engine(
+        services.database_url,
+        pool_size=settings.database_pool_size,
+        connect_args=database_connect_args(settings),
+    )
+    producer = create_producer(services.kafka_bootstrap_servers, **kafka_options)
     send_all = ProducerSender(producer)
     relay = OutboxRelay(engine, send_all, source=settings.ce_source, batch_size=settings.outbox_batch_size)
     retry = RetryPolicy(
@@ -61,14 +80,49 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     terminations = BatchPipeline(
         engine=engine,
         parse=termination_command,
-        apply=termination_applier(RefundPolicy(window_days=settings.refund_window_days)),
+        apply=termination_applier(
+            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions
+        ),
         send_all=send_all,
         consumer_group=settings.consumer_group,
         retry=retry,
+        observer=observer,
         after_commit=relay.wake,
     )
-    broker = KafkaBroker(services.kafka_bootstrap_servers, client_id="refund-worker", logger=None)
-    subscribe_terminations(broker, terminations, consumer_options(settings, services))
+    timers = ExpiryTimers(engine, check_seconds=settings.expiry_check_seconds, after_fire=relay.wake)
+    expired = BatchPipeline(
+        engine=engine,
+        parse=expiry_command,
+        apply=expiry_applier(GracePeriod(settings.expiry_grace_days)),
+        send_all=send_all,
+        consumer_group=settings.consumer_group,
+        retry=retry,
+        observer=observer,
+        after_commit=timers.wake,  # an expiry already past its deadline terminates at once
+    )
+    renewed = BatchPipeline(
+        engine=engine,
+        parse=renewal_command,
+        apply=renewal_applier(),
+        send_all=send_all,
+        consumer_group=settings.consumer_group,
+        retry=retry,
+        observer=observer,
+    )
+    broker = KafkaBroker(
+        services.kafka_bootstrap_servers,
+        client_id="refund-worker",
+        logger=None,
+        security=security,
+        middlewares=[metrics.faststream_middleware()],
+    )
+    inputs: dict[Topic, BatchPipeline[Any]] = {
+        Topic.TERMINATION_REQUESTED: terminations,
+        Topic.SUBSCRIPTION_EXPIRED: expired,
+        Topic.SUBSCRIPTION_RENEWED: renewed,
+    }
+    subscribe_inputs(broker, inputs, consumer_options(settings, services))
+    declare_outputs(broker)
     specification = AsyncAPI(
         broker,
         title="refund-worker",
@@ -82,12 +136,15 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     async def prepare() -> None:
         if settings.migrate_on_start:
             await upgrade_to_head(engine)
-        await ensure_topics(services.kafka_bootstrap_servers, partitions=settings.topic_partitions)
+        await ensure_topics(
+            services.kafka_bootstrap_servers, partitions=settings.topic_partitions, **kafka_options
+        )
         await producer.start()
 
     @app.after_startup
     async def start_relay() -> None:
         background.append(asyncio.create_task(relay.run(settings.outbox_poll_seconds), name="outbox-relay"))
+        background.append(asyncio.create_task(timers.run(), name="expiry-timers"))
 
     @app.on_shutdown
     async def stop_relay() -> None:
@@ -102,7 +159,12 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         await producer.stop()
         await engine.dispose()
 
-    return Worker(app=app, broker=broker, engine=engine, relay=relay)
+    routes = http_routes(
+        metrics=metrics, engine=engine, broker=broker, timeout=settings.health_check_timeout_seconds
+    )
+    return Worker(
+        app=app, broker=broker, engine=engine, relay=relay, timers=timers, metrics=metrics, http_routes=routes
+    )
 
 
 def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
@@ -117,7 +179,15 @@ def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
     }
 
 
-def termination_applier(policy: RefundPolicy) -> Apply[TerminationCommand]:
+def termination_applier(
+    policy: RefundPolicy, on_decisions: Callable[[Sequence[CommandResult]], None]
+) -> Apply[TerminationCommand]:
+    """`on_decisions` sees the results once committed (metrics); each decision is logged then too."""
+
+    def committed(results: Sequence[CommandResult]) -> None:
+        _log_decisions(results)
+        on_decisions(results)
+
     async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
         results = await apply_termination_batch(conn, commands, policy=policy, now=datetime.now(UTC))
         conflicts: list[tuple[int, PoisonMessage]] = [
@@ -125,7 +195,7 @@ def termination_applier(policy: RefundPolicy) -> Apply[TerminationCommand]:
             for index, result in enumerate(results)
             if result.outcome is Outcome.CONFLICT
         ]
-        return Applied(conflicts, on_commit=lambda: _log_decisions(results))
+        return Applied(conflicts, on_commit=lambda: committed(results))
 
     return apply
 
@@ -137,16 +207,17 @@ def _log_decisions(results: Sequence[CommandResult]) -> None:
             continue  # the dead-lettering logs it
         command, decision = result.command, result.decision
         why = result.rejection.code if result.rejection else decision.no_refund_reason if decision else None
-        log.info(
-            "%s subscription=%s account=%s ce_id=%s amount=%s rule=%s reason=%s",
-            result.outcome.value,
-            command.subscription_id,
-            command.account_id,
-            command.request_id,
-            decision.amount if decision else None,
-            decision.rule if decision else None,
-            why,
-        )
+        fields = {
+            "outcome": result.outcome.value,
+            "subscription_id": command.subscription_id,
+            "account_id": command.account_id,
+            "ce_id": command.request_id,
+            "amount": str(decision.amount) if decision else None,
+            "currency": decision.amount.currency.code if decision else None,
+            "rule": decision.rule.value if decision and decision.rule else None,
+            "reason": str(why) if why else None,
+        }
+        log.info("decision %s", result.outcome.value, extra=fields)
 
 
 def _conflict_message(command: TerminationCommand) -> str:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from worker.dlq.cli import app as dlq_app
+
 if TYPE_CHECKING:
     from worker.settings import Settings
 
@@ -20,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(dlq_app, name="dlq")
 
 USAGE_ERROR = 2
 
@@ -98,12 +101,40 @@ def run(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (safe to run from several places at once)."""
+    from worker.logs import configure_logging
     from worker.runtime import migrate_database
+    from worker.security import database_connect_args
 
     settings = _settings()
     if settings.database_url is None:
         raise _fail("DATABASE_URL is not set: migrate needs the database to bring up to date")
-    asyncio.run(migrate_database(settings.database_url))
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(migrate_database(settings.database_url, database_connect_args(settings)))
+
+
+@app.command()
+def asyncapi(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the document to this file.")
+    ] = None,
+    check: Annotated[
+        Path | None, typer.Option("--check", help="Only compare with this file; exit 1 when it differs.")
+    ] = None,
+) -> None:
+    """Print the AsyncAPI document of every topic the worker reads and writes, as FastStream
+    generates it (committed as schemas/asyncapi.json). Connects to nothing."""
+    from worker.asyncapi import render
+
+    document = asyncio.run(render())
+    if check is not None:
+        if not check.is_file() or check.read_text(encoding="utf-8") != document:
+            typer.echo(f"{check} is out of date: run refund-worker asyncapi --output {check}", err=True)
+            raise typer.Exit(1)
+        return
+    if output is None:
+        sys.stdout.write(document)
+        return
+    output.write_text(document, encoding="utf-8")
 
 
 def main() -> None:

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
 from rich.console import Console
 
-from worker.app import Services, build_worker
+from worker.app import Services, Worker, build_worker
+from worker.health import HttpServer
 from worker.infra.embedded import embedded_kafka, embedded_postgres
+from worker.logs import configure_logging
 from worker.settings import Settings, redacted
 
 log = logging.getLogger("worker")
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 @contextlib.asynccontextmanager
@@ -41,14 +36,34 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 async def launch(settings: Settings, *, demo: bool) -> None:
-    configure_logging("WARNING" if demo else settings.log_level)
+    configure_logging("WARNING" if demo else settings.log_level, settings.log_format)
     async with services(settings) as found:
         worker = build_worker(settings, found)
+        tune_garbage_collector()
         if not demo:
-            await worker.app.run()
+            await serve(worker, settings)
             return
         from worker.demo import run_demo
 
         console = Console(width=max(Console().width, 150))
         async with worker.app:
             await run_demo(found.kafka_bootstrap_servers, console)
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections: a batch allocates thousands of short-lived objects, and the
+    default thresholds ran the collector often enough to cost ~15% of a request's time. Objects
+    alive now (modules, the app) are moved out of the collector's sight for good."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
+async def serve(worker: Worker, settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT: with the HTTP server (metrics, probes) unless METRICS_PORT is 0."""
+    if settings.metrics_port == 0:
+        await worker.app.run()
+        return
+    server = HttpServer(worker.app, worker.http_routes, settings.metrics_host, settings.metrics_port)
+    log.info("metrics and health on %s:%d", settings.metrics_host, server.port)
+    await server.serve()

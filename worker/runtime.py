@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -29,17 +29,21 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
-def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, pool_size: int = 5, connect_args: Mapping[str, Any] | None = None
+) -> AsyncEngine:
+    """`connect_args`: asyncpg's, e.g. TLS from worker.security.database_connect_args."""
     return create_async_engine(
         async_database_url(database_url),
         pool_size=pool_size,
         pool_pre_ping=True,  # a connection the database dropped is replaced, not handed out
         json_serializer=json_dumps,
+        connect_args=dict(connect_args or {}),
     )
 
 
-async def migrate_database(database_url: str) -> None:
-    engine = create_engine(database_url, pool_size=1)
+async def migrate_database(database_url: str, connect_args: Mapping[str, Any] | None = None) -> None:
+    engine = create_engine(database_url, pool_size=1, connect_args=connect_args)
     try:
         log.info("migrating %s", redacted(database_url))
         await upgrade_to_head(engine)
@@ -47,9 +51,11 @@ async def migrate_database(database_url: str) -> None:
         await engine.dispose()
 
 
-def create_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+def create_producer(bootstrap_servers: str, **client_options: Any) -> AIOKafkaProducer:
+    """`client_options`: TLS/SASL from worker.security.kafka_client_options."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
+        **client_options,
         acks="all",
         enable_idempotence=False,  # Tansu refuses InitProducerId; exactly-once lives in PostgreSQL
         linger_ms=2,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class Settings(BaseSettings):
@@ -32,16 +35,88 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(3, ge=1)
     """Attempts at a message that fails unexpectedly before it is dead-lettered."""
     retry_backoff_seconds: float = Field(0.2, ge=0)
+    """The first wait before a retry, doubled at each one up to 30 s: after an unexpected error, and
+    while the database or the broker is away (docs/dead-letters.md)."""
     kafka_session_timeout_ms: int | None = Field(None, ge=1000)
     """None: 10 s against a real Kafka, 1 s against the embedded broker (Tansu rejoins slowly otherwise)."""
     kafka_heartbeat_interval_ms: int | None = Field(None, ge=100)
     database_pool_size: int = Field(5, ge=1)
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
-    @field_validator("kafka_bootstrap_servers", "database_url", mode="before")
+    # Operability (docs/production.md): one HTTP port for /metrics, /health/live and /health/ready.
+    metrics_port: int = Field(9102, ge=0, le=65535)
+    """0: no HTTP server at all, so no metrics and no probes."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - scrapes and probes come from outside the container
+    health_check_timeout_seconds: float = Field(2.0, gt=0)
+    """How long readiness waits for the database or the broker to answer (and /metrics for its gauges)."""
+
+    # Kafka over TLS and/or SASL: every Kafka client the worker creates uses these (worker/security.py).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    """CA bundle to verify the brokers with; unset: the system's trusted CAs."""
+    kafka_ssl_certfile: str | None = None
+    """Client certificate, for brokers that require mutual TLS (with KAFKA_SSL_KEYFILE)."""
+    kafka_ssl_keyfile: str | None = None
+    # PostgreSQL over TLS, as libpq names it; unset: asyncpg's default (prefer TLS, do not verify).
+    database_sslmode: SslMode | None = None
+    database_sslrootcert: str | None = None
+    """CA bundle to verify the server with (verify-ca, verify-full); unset: the system's trusted CAs."""
+
+    @field_validator(
+        "kafka_bootstrap_servers",
+        "database_url",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "database_sslmode",
+        "database_sslrootcert",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "database_sslmode", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        credentials = (self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password)
+        if sasl and None in credentials:
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and self.kafka_sasl_mechanism is not None:
+            raise ValueError("KAFKA_SASL_MECHANISM is set but KAFKA_SECURITY_PROTOCOL is not SASL_*")
+        tls_files = (self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+        if not self.kafka_security_protocol.endswith("SSL") and any(tls_files):
+            raise ValueError("KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL is not SSL or SASL_SSL")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        return self
+
+    @model_validator(mode="after")
+    def _database_tls_is_consistent(self) -> Self:
+        verifying = self.database_sslmode in ("require", "verify-ca", "verify-full")
+        if self.database_sslrootcert is not None and not verifying:
+            raise ValueError("DATABASE_SSLROOTCERT needs DATABASE_SSLMODE require, verify-ca or verify-full")
+        return self
 
 
 def async_database_url(url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -13,13 +14,15 @@ from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS, dead_letter_topic
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap_servers: str, *, partitions: int) -> None:
+async def ensure_topics(bootstrap_servers: str, *, partitions: int, **client_options: Any) -> None:
     """Create missing contract topics; a dead-letter topic gets its source topic's partition count.
 
     A cluster that forbids topic creation to this worker only gets a warning: its operators create
     the topics, and the worker must not refuse to start over it.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="refund-worker-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="refund-worker-admin", **client_options
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

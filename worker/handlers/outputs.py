@@ -1,0 +1,42 @@
+"""The output topics, declared to FastStream with their data models so the AsyncAPI document shows them.
+
+The worker publishes through its transactional outbox (worker/outbox.py), not through these
+publishers: they exist so that the document FastStream generates (`refund-worker asyncapi`)
+describes every topic the worker writes, with the same models the outbox encodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from faststream.kafka import KafkaBroker
+
+from schemas.events import OUTPUT_MODELS
+from schemas.topics import TOPICS, Topic
+
+WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
+    {
+        Topic.REFUND_ISSUED: "A refund above zero was decided.",
+        Topic.CREDITS_UPDATED: (
+            "An account's available credits changed; balance_version counts the changes of one "
+            "account and currency from 1."
+        ),
+        Topic.SUBSCRIPTION_TERMINATED: "Every termination, refund or not, by request or by expiry.",
+        Topic.TERMINATION_REJECTED: "A well-formed termination request that the rules refuse.",
+    }
+)
+
+
+def declare_outputs(broker: KafkaBroker) -> None:
+    for topic, model in OUTPUT_MODELS.items():
+        spec = TOPICS[topic]
+        broker.publisher(
+            topic.value,
+            title=topic.value,
+            description=(
+                f"{WHEN_PUBLISHED[topic]} CloudEvents type {spec.ce_type}, binary content mode; "
+                f"Kafka key: {spec.key_field}. De-duplicate on the ce_id header."
+            ),
+            schema=model,
+        )

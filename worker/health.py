@@ -1,0 +1,185 @@
+"""The worker's HTTP side: /health/live, /health/ready and /metrics on METRICS_PORT.
+
+Built from the ecosystem's parts: FastStream serves the app over ASGI (`FastStream.as_asgi`, its
+`get` handlers), uvicorn is the server, and prometheus-client renders the metrics. The HTTP
+server shares the worker's event loop, so readiness checks the very engine and broker the worker
+uses, and a loop that stopped answering fails liveness too.
+
+uvicorn starts the app (migrations, topics, consumers) before it listens: while starting, the
+probes get no answer, which orchestrators read as "not ready" (deploy/k8s gives a startupProbe
+the time that takes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from alembic.script import ScriptDirectory
+from faststream import FastStream
+from faststream.asgi import AsgiResponse, get
+from faststream.asgi.response import JSONResponse
+from faststream.asgi.types import ASGIApp, Receive, Scope, Send
+from faststream.kafka import KafkaBroker
+from prometheus_client import make_asgi_app
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from worker.db.migrate import alembic_config
+from worker.observability import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+Routes = list[tuple[str, ASGIApp]]
+
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+METRICS_PATH = "/metrics"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    ok: bool
+    detail: str
+
+
+def migration_check(current: str | None, head: str | None, known: frozenset[str]) -> Check:
+    """Whether the schema suits this release: at its head, or newer (a later release migrated first,
+    and migrations only ever add, so this one keeps working until it is replaced)."""
+    if current == head:
+        return Check(True, "ok")
+    if current is None:
+        return Check(False, f"behind: no schema yet, head is {head}")
+    if current in known:
+        return Check(False, f"behind: at {current}, head is {head}")
+    return Check(True, f"ok: at {current}, newer than this release's head {head}")
+
+
+class Readiness:
+    """Ready = the database answers, its schema is at this release's head (or newer), the broker answers."""
+
+    def __init__(self, engine: AsyncEngine, broker: KafkaBroker, timeout: float) -> None:
+        self._engine = engine
+        self._broker = broker
+        self._timeout = timeout
+        scripts = ScriptDirectory.from_config(alembic_config())
+        self._head = scripts.get_current_head()
+        self._known = frozenset(script.revision for script in scripts.walk_revisions())
+
+    async def checks(self) -> dict[str, Check]:
+        (database, migrations), broker = await asyncio.gather(self._database(), self._broker_check())
+        return {"database": database, "migrations": migrations, "broker": broker}
+
+    async def _database(self) -> tuple[Check, Check]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                current = await self._schema_revision()
+        except Exception as error:  # noqa: BLE001 - any failure to answer is "unreachable"
+            return Check(False, f"unreachable ({_name(error)})"), Check(False, "unknown")
+        return Check(True, "ok"), migration_check(current, self._head, self._known)
+
+    async def _schema_revision(self) -> str | None:
+        # What worker.db.migrate.current_revision reads, without the two INFO lines Alembic's
+        # MigrationContext logs each time: probes come every few seconds.
+        async with self._engine.connect() as conn:
+            if not await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL")):
+                return None
+            revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        return str(revision) if revision is not None else None
+
+    async def _broker_check(self) -> Check:
+        if await self._broker.ping(self._timeout):
+            return Check(True, "ok")
+        return Check(False, "unreachable")
+
+
+def _name(error: BaseException) -> str:
+    # The class only: a driver's message may quote host names, users or worse.
+    return "timeout" if isinstance(error, TimeoutError) else type(error).__name__
+
+
+def http_routes(
+    *, metrics: WorkerMetrics, engine: AsyncEngine, broker: KafkaBroker, timeout: float
+) -> Routes:
+    readiness = Readiness(engine, broker, timeout)
+
+    @get(include_in_schema=False)
+    async def live(scope: Scope) -> AsgiResponse:
+        """The process and its event loop answer."""
+        return JSONResponse({"status": "alive"})
+
+    @get(include_in_schema=False)
+    async def ready(scope: Scope) -> AsgiResponse:
+        """Ready to work: 200, or 503 naming what is missing."""
+        checks = await readiness.checks()
+        ok = all(check.ok for check in checks.values())
+        body = {"status": "ready" if ok else "not ready", "checks": {k: c.detail for k, c in checks.items()}}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    render = make_asgi_app(metrics.registry)
+
+    async def metrics_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        await metrics.refresh(engine, broker, within=timeout)
+        await render(scope, receive, send)
+
+    return [(LIVE_PATH, live), (READY_PATH, ready), (METRICS_PATH, metrics_endpoint)]
+
+
+class HttpServer:
+    """uvicorn serving the worker's FastStream app and its routes; `serve` runs the worker itself."""
+
+    def __init__(self, app: FastStream, routes: Routes, host: str, port: int) -> None:
+        self._socket = bind(host, port)  # now: a port in use fails before anything starts
+        config = uvicorn.Config(app.as_asgi(asgi_routes=routes), log_config=None, access_log=False)
+        self._server = _Server(config)
+
+    @property
+    def port(self) -> int:
+        return int(self._socket.getsockname()[1])
+
+    async def serve(self) -> None:
+        try:
+            await self._server.serve(sockets=[self._socket])
+        finally:
+            self._socket.close()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        message = f"cannot listen on {host}:{port} (METRICS_PORT): {error.strerror}"
+        raise OSError(error.errno, message) from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but on SIGTERM/SIGINT it only stops serving: it does not re-raise the signal after
+    shutdown (its default), so the caller's cleanup (embedded services) still runs."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in signals:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,80 @@
+"""Logging: one line per event, text for people or JSON for log pipelines (LOG_FORMAT).
+
+Structured fields travel as `extra={...}` on the record. The JSON formatter (python-json-logger)
+writes them as keys; the text formatter appends them as key=value, so both carry the same facts.
+Both formatters mask passwords in URLs (`scheme://user:secret@host` -> `scheme://user:***@host`)
+in everything they write, exception text included: a driver's error message may quote a URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from typing import Any, Literal
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
+LogFormat = Literal["text", "json"]
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+# Attributes every LogRecord has, plus those Python adds itself; the rest came in through `extra`.
+_STANDARD_ATTRIBUTES = frozenset([*RESERVED_ATTRS, "taskName", "color_message"])
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it masked."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {key: value for key, value in record.__dict__.items() if key not in _STANDARD_ATTRIBUTES}
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger message key=value ...`; values with spaces are quoted."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = " ".join(f"{key}={_text_value(value)}" for key, value in extra_fields(record).items())
+        if fields:
+            head, newline, rest = line.partition("\n")  # keep a traceback below the fields
+            line = f"{head} {fields}{newline}{rest}"
+        return redact(line)
+
+
+class RedactingJsonFormatter(JsonFormatter):
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            reserved_attrs=sorted(_STANDARD_ATTRIBUTES),
+            timestamp="time",  # RFC 3339 in UTC, from the record's creation time
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _text_value(value: Any) -> str:
+    text = "null" if value is None else str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
+
+
+def configure_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Root logging to stderr in the chosen format; replaces handlers set before (a second call wins)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingJsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)  # probes every few seconds are noise
