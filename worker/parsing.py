@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TypeVar
 
 from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
@@ -11,6 +12,8 @@ from worker.expiry import ExpiryCommand, RenewalCommand
 from worker.records import InboundRecord
 from worker.terminations import TerminationCommand
 
+DataT = TypeVar("DataT", bound=InputData)
+
 
 def payload_digest(data: InputData) -> bytes:
     """A digest of what the event says, not of its bytes: a producer re-sending the same request
@@ -18,13 +21,18 @@ def payload_digest(data: InputData) -> bytes:
     return hashlib.sha256(data.model_dump_json().encode()).digest()
 
 
+def _read(record: InboundRecord, topic: Topic, model: type[DataT]) -> tuple[str, DataT]:
+    """The event's ce_id and data; read_input picks the data model by topic, so a mismatch is a bug."""
+    event = read_input(topic, record.headers, record.value, record.key)
+    if not isinstance(event.data, model):
+        raise TypeError(f"expected {topic} data, got {type(event.data).__name__}")
+    return event.attributes.id, event.data
+
+
 def termination_command(record: InboundRecord) -> TerminationCommand:
-    event = read_input(Topic.TERMINATION_REQUESTED, record.headers, record.value, record.key)
-    request = event.data
-    if not isinstance(request, TerminationRequested):  # read_input picks the model by topic
-        raise TypeError(f"expected termination-requested data, got {type(request).__name__}")
+    ce_id, request = _read(record, Topic.TERMINATION_REQUESTED, TerminationRequested)
     return TerminationCommand(
-        request_id=event.attributes.id,
+        request_id=ce_id,
         payload_sha256=payload_digest(request),
         subscription_id=request.subscription_id,
         account_id=request.account_id,
@@ -38,12 +46,9 @@ def termination_command(record: InboundRecord) -> TerminationCommand:
 
 
 def expiry_command(record: InboundRecord) -> ExpiryCommand:
-    event = read_input(Topic.SUBSCRIPTION_EXPIRED, record.headers, record.value, record.key)
-    expired = event.data
-    if not isinstance(expired, SubscriptionExpired):
-        raise TypeError(f"expected subscription-expired data, got {type(expired).__name__}")
+    ce_id, expired = _read(record, Topic.SUBSCRIPTION_EXPIRED, SubscriptionExpired)
     return ExpiryCommand(
-        ce_id=event.attributes.id,
+        ce_id=ce_id,
         payload_sha256=payload_digest(expired),
         subscription_id=expired.subscription_id,
         account_id=expired.account_id,
@@ -55,12 +60,9 @@ def expiry_command(record: InboundRecord) -> ExpiryCommand:
 
 
 def renewal_command(record: InboundRecord) -> RenewalCommand:
-    event = read_input(Topic.SUBSCRIPTION_RENEWED, record.headers, record.value, record.key)
-    renewed = event.data
-    if not isinstance(renewed, SubscriptionRenewed):
-        raise TypeError(f"expected subscription-renewed data, got {type(renewed).__name__}")
+    ce_id, renewed = _read(record, Topic.SUBSCRIPTION_RENEWED, SubscriptionRenewed)
     return RenewalCommand(
-        ce_id=event.attributes.id,
+        ce_id=ce_id,
         payload_sha256=payload_digest(renewed),
         subscription_id=renewed.subscription_id,
         account_id=renewed.account_id,

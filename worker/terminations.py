@@ -3,8 +3,8 @@
 Everything a request causes, its inbox row, the termination, the refund and credit note, the
 balance change and the events to publish, is written in the caller's transaction, so it all
 commits or none of it does. The batch costs a fixed number of statements whatever its size:
-three look-ups, two counter upserts, one update cancelling expiry timers and one multi-row
-insert per table.
+three look-ups, two counter upserts, one update cancelling expiry timers and one COPY per
+table.
 
 Concurrency is optimistic: the look-ups take no locks; a concurrent writer that got there first
 (another worker after a rebalance, the expiry timer) makes an insert violate a unique key, the
@@ -497,7 +497,7 @@ def _rejected_event(command: TerminationCommand, rejection: Rejection, now: date
 
 
 async def _insert_all(conn: AsyncConnection, batch: _Batch) -> None:
-    """One multi-row insert per table; parents before children for the foreign key."""
+    """One COPY per table; parents before children for the foreign key."""
     for table, rows in (
         (inbox, batch.inbox),
         (terminations, batch.terminations),
