@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from schemas.topics import TOPICS, Topic, dead_letter_topic
 from tests.integration.harness import (
     OUTPUT_TOPIC_NAMES,
     OutputWatcher,
+    Raw,
     Received,
     event,
     publish,
@@ -285,3 +287,72 @@ async def test_credit_note_not_above_zero_or_above_paid_is_rejected(
     events = by_topic(received, ce_id)
     assert list(events) == [Topic.TERMINATION_REJECTED]
     assert events[Topic.TERMINATION_REJECTED]["reason_code"] == "credit_note_invalid"
+
+
+async def test_accepts_structured_mode_cloudevents(worker: Worker, kafka_bootstrap: str) -> None:
+    ce_id, data = unique("ce"), termination_data()
+    envelope = {
+        "specversion": "1.0",
+        "id": ce_id,
+        "source": "/tests/portal",
+        "type": TOPICS[REQUESTED].ce_type,
+        "time": "2021-04-12T02:00:00Z",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    structured = Raw(
+        REQUESTED.value,
+        data["subscription_id"].encode(),
+        json.dumps(envelope).encode(),
+        [("content-type", b"application/cloudevents+json; charset=utf-8")],
+    )
+    async with OutputWatcher(kafka_bootstrap) as watcher:
+        await publish(kafka_bootstrap, [structured])
+        received = await watcher.answers({ce_id})
+
+    assert by_topic(received, ce_id)[Topic.SUBSCRIPTION_TERMINATED]["refund_amount"] == "120.00"
+
+
+async def test_two_workers_crediting_one_account_from_many_partitions_lose_nothing(
+    kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int]
+) -> None:
+    account, reseller = unique("acc"), unique("res")
+    requests = [
+        (unique("ce"), termination_data(account_id=account, reseller_id=reseller)) for _ in range(400)
+    ]
+    settings = worker_settings(
+        kafka_bootstrap,
+        database_url,
+        kafka_group_settings,
+        consumer_group=unique("two-workers"),
+        batch_max_records=20,
+    )
+    async with (
+        running_worker(settings) as first,
+        running_worker(settings),
+    ):
+        async with OutputWatcher(kafka_bootstrap) as watcher:
+            await publish(kafka_bootstrap, [event(REQUESTED, data, ce_id) for ce_id, data in requests])
+            await watcher.answers({ce_id for ce_id, _ in requests}, within=120)
+        async with first.engine.connect() as conn:
+            balance = (
+                await conn.execute(select(account_balances).where(account_balances.c.account_id == account))
+            ).one()
+            versions = list(
+                await conn.scalars(
+                    select(balance_ledger.c.balance_version)
+                    .where(balance_ledger.c.account_id == account)
+                    .order_by(balance_ledger.c.balance_version)
+                )
+            )
+            numbers = list(
+                await conn.scalars(
+                    select(credit_notes.c.number)
+                    .where(credit_notes.c.reseller_id == reseller)
+                    .order_by("number")
+                )
+            )
+
+    assert (balance.balance_minor, balance.balance_version) == (400 * 12000, 400)
+    assert versions == list(range(1, 401))
+    assert numbers == list(range(1, 401))
