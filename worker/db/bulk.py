@@ -8,9 +8,10 @@ one statement text, cached at every layer, and COPY is PostgreSQL's fastest way 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BindParameter, Table, TableValuedAlias, Text, bindparam, func
@@ -36,21 +37,34 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[
     if not rows:
         return
     columns = tuple(rows[0])
-    convert = _converters(table, columns)
-    records = [tuple(to_db(row[name]) for name, to_db in zip(columns, convert, strict=True)) for row in rows]
     raw = (await conn.get_raw_connection()).driver_connection
     if raw is None:
         raise RuntimeError("the connection was closed before COPY")
-    await raw.copy_records_to_table(table.name, records=records, columns=list(columns))
+    await raw.copy_records_to_table(table.name, records=_records(table, columns, rows), columns=list(columns))
+
+
+def _records(
+    table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Rows as tuples in column order. itemgetter builds them in C: this runs for every value of
+    every row of a batch, so a Python call per value was a tenth of the worker's time."""
+    pick = itemgetter(*columns)
+    json_at = _json_positions(table, columns)
+    records = [(pick(row),) for row in rows] if len(columns) == 1 else [pick(row) for row in rows]
+    if not json_at:
+        return records
+    converted = []
+    for record in records:
+        values = list(record)
+        for position in json_at:
+            values[position] = _to_json(values[position])
+        converted.append(tuple(values))
+    return converted
 
 
 @cache
-def _converters(table: Table, columns: tuple[str, ...]) -> tuple[Callable[[Any], Any], ...]:
-    return tuple(_to_json if isinstance(table.c[name].type, JSONB) else _as_is for name in columns)
-
-
-def _as_is(value: Any) -> Any:
-    return value
+def _json_positions(table: Table, columns: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSONB))
 
 
 def _json_default(value: Any) -> str:
