@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.outputs import UNKNOWN_CURRENCY_AMOUNT, SubscriptionTerminated, TerminationCause
 from schemas.topics import Topic
 from worker.db.bulk import copy_rows, wanted
+from worker.db.inbox import inbox_row, seen_digests, terminated_subscriptions
 from worker.db.tables import expiry_timers, inbox, outbox, subscription_renewals, terminations
 from worker.domain.expiry import (
     CancelledBy,
@@ -134,8 +135,8 @@ async def apply_expiry_batch(
     topic = Topic.SUBSCRIPTION_EXPIRED.value
     subscriptions = {c.subscription_id for c in commands}
     await _lock_subscriptions(conn, subscriptions)
-    seen = await _inbox_hashes(conn, topic, {c.ce_id for c in commands})
-    terminated = await _terminated(conn, subscriptions)
+    seen = await seen_digests(conn, topic, {c.ce_id for c in commands})
+    terminated = await terminated_subscriptions(conn, subscriptions)
     stored = await _timers(conn, subscriptions)
     earliest = min((c.expired_at for c in commands), default=now)
     renewals = await _renewals(conn, subscriptions, after=earliest)
@@ -164,7 +165,16 @@ async def apply_expiry_batch(
                 new = replace(new, renewal_ce_id=renewals[command.subscription_id][verdict.timer.renewed_at])
             stored[command.subscription_id] = new
             changed[command.subscription_id] = _timer_row(command.subscription_id, new, now)
-        inbox_rows.append(_inbox_row(topic, command, verdict.outcome))
+        inbox_rows.append(
+            inbox_row(
+                topic,
+                command.ce_id,
+                command.payload_sha256,
+                verdict.outcome,
+                command.partition,
+                command.offset,
+            )
+        )
         due = verdict.timer.due_at if verdict.timer else None
         results.append(ExpiryResult(command, verdict.outcome, due))
 
@@ -183,7 +193,7 @@ async def apply_renewal_batch(
     topic = Topic.SUBSCRIPTION_RENEWED.value
     subscriptions = {c.subscription_id for c in commands}
     await _lock_subscriptions(conn, subscriptions)
-    seen = await _inbox_hashes(conn, topic, {c.ce_id for c in commands})
+    seen = await seen_digests(conn, topic, {c.ce_id for c in commands})
     stored = await _timers(conn, subscriptions)
 
     results: list[RenewalResult] = []
@@ -211,7 +221,16 @@ async def apply_renewal_batch(
                 "ce_id": command.ce_id,
             }
         )
-        inbox_rows.append(_inbox_row(topic, command, verdict.outcome))
+        inbox_rows.append(
+            inbox_row(
+                topic,
+                command.ce_id,
+                command.payload_sha256,
+                verdict.outcome,
+                command.partition,
+                command.offset,
+            )
+        )
         results.append(RenewalResult(command, verdict.outcome))
 
     await copy_rows(conn, inbox, inbox_rows)
@@ -516,27 +535,11 @@ async def _lock_subscriptions(conn: AsyncConnection, subscription_ids: Iterable[
     )
 
 
-async def _inbox_hashes(conn: AsyncConnection, topic: str, ids: set[str]) -> dict[str, bytes]:
-    ids_ = wanted("ids")
-    query = select(inbox.c.ce_id, inbox.c.payload_sha256).join_from(
-        ids_, inbox, (inbox.c.topic == topic) & (inbox.c.ce_id == ids_.c.id)
-    )
-    return {ce_id: digest for ce_id, digest in await conn.execute(query, {"ids": list(ids)})}
-
-
 def _redelivery(seen: Mapping[str, bytes], ce_id: str, digest: bytes) -> Redelivery | None:
     known = seen.get(ce_id)
     if known is None:
         return None
     return Redelivery.DUPLICATE if known == digest else Redelivery.CONFLICT
-
-
-async def _terminated(conn: AsyncConnection, subscription_ids: set[str]) -> set[str]:
-    ids = wanted("ids")
-    query = select(terminations.c.subscription_id).join_from(
-        ids, terminations, terminations.c.subscription_id == ids.c.id
-    )
-    return set((await conn.execute(query, {"ids": list(subscription_ids)})).scalars())
 
 
 async def _timers(conn: AsyncConnection, subscription_ids: set[str]) -> dict[str, _Stored]:
@@ -621,14 +624,3 @@ async def _upsert_timers(conn: AsyncConnection, rows: Iterable[dict[str, Any]]) 
             where=expiry_timers.c.state != TimerState.FIRED.value,
         )
     )
-
-
-def _inbox_row(topic: str, command: ExpiryCommand | RenewalCommand, outcome: StrEnum) -> dict[str, Any]:
-    return {
-        "topic": topic,
-        "ce_id": command.ce_id,
-        "payload_sha256": command.payload_sha256,
-        "outcome": outcome.value,
-        "kafka_partition": command.partition,
-        "kafka_offset": command.offset,
-    }

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from worker.db.bulk import to_json
 from worker.db.migrate import upgrade_to_head
 from worker.records import OutboundRecord
 from worker.settings import async_database_url, redacted
 
 log = logging.getLogger(__name__)
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, datetime | date):
-        return value.isoformat()  # aware datetimes give RFC 3339 with an offset
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
 def create_engine(
@@ -37,7 +26,7 @@ def create_engine(
         async_database_url(database_url),
         pool_size=pool_size,
         pool_pre_ping=True,  # a connection the database dropped is replaced, not handed out
-        json_serializer=json_dumps,
+        json_serializer=to_json,
         connect_args=dict(connect_args or {}),
     )
 

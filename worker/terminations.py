@@ -34,6 +34,7 @@ from schemas.outputs import (
 )
 from schemas.topics import Topic
 from worker.db.bulk import copy_rows, wanted
+from worker.db.inbox import inbox_row, seen_digests, terminated_subscriptions
 from worker.db.tables import (
     balance_ledger,
     credit_notes,
@@ -105,8 +106,8 @@ async def apply_termination_batch(
 ) -> list[CommandResult]:
     """Decide and store every command, in order; returns one result per command, in order."""
     topic = Topic.TERMINATION_REQUESTED.value
-    seen = await _inbox_hashes(conn, topic, {c.request_id for c in commands})
-    terminated = await _terminated(conn, {c.subscription_id for c in commands})
+    seen = await seen_digests(conn, topic, {c.request_id for c in commands})
+    terminated = await terminated_subscriptions(conn, {c.subscription_id for c in commands})
     used_notes = await _used_credit_notes(conn, _chosen_notes(commands))
 
     batch = _Batch(now=now)
@@ -116,7 +117,16 @@ async def apply_termination_batch(
         if result.outcome in (Outcome.DUPLICATE, Outcome.CONFLICT):
             continue
         seen[command.request_id] = command.payload_sha256
-        batch.inbox.append(_inbox_row(topic, command, result.outcome))
+        batch.inbox.append(
+            inbox_row(
+                topic,
+                command.request_id,
+                command.payload_sha256,
+                result.outcome,
+                command.partition,
+                command.offset,
+            )
+        )
         if result.decision is not None:
             terminated.add(command.subscription_id)
             if result.decision.credit_note is not None:
@@ -168,22 +178,6 @@ def _judge(
 
 
 # --- look-ups -------------------------------------------------------------------------------
-
-
-async def _inbox_hashes(conn: AsyncConnection, topic: str, ids: set[str]) -> dict[str, bytes]:
-    ids_ = wanted("ids")
-    query = select(inbox.c.ce_id, inbox.c.payload_sha256).join_from(
-        ids_, inbox, (inbox.c.topic == topic) & (inbox.c.ce_id == ids_.c.id)
-    )
-    return {ce_id: digest for ce_id, digest in await conn.execute(query, {"ids": list(ids)})}
-
-
-async def _terminated(conn: AsyncConnection, subscription_ids: set[str]) -> set[str]:
-    ids = wanted("ids")
-    query = select(terminations.c.subscription_id).join_from(
-        ids, terminations, terminations.c.subscription_id == ids.c.id
-    )
-    return set((await conn.execute(query, {"ids": list(subscription_ids)})).scalars())
 
 
 async def _used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[str]:
@@ -301,17 +295,6 @@ async def _add_to_balances(
 
 
 # --- rows and events --------------------------------------------------------------------------
-
-
-def _inbox_row(topic: str, command: TerminationCommand, outcome: Outcome) -> dict[str, Any]:
-    return {
-        "topic": topic,
-        "ce_id": command.request_id,
-        "payload_sha256": command.payload_sha256,
-        "outcome": outcome.value,
-        "kafka_partition": command.partition,
-        "kafka_offset": command.offset,
-    }
 
 
 def _record_termination(

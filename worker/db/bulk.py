@@ -57,7 +57,7 @@ def _records(
     for record in records:
         values = list(record)
         for position in json_at:
-            values[position] = _to_json(values[position])
+            values[position] = to_json(values[position])
         converted.append(tuple(values))
     return converted
 
@@ -73,5 +73,6 @@ def _json_default(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _to_json(value: Any) -> str:
+def to_json(value: Any) -> str:
+    """Compact JSON; dates and aware datetimes as ISO 8601 / RFC 3339."""
     return json.dumps(value, default=_json_default, separators=(",", ":"))
