@@ -87,7 +87,10 @@ class OutboxRelay:
         """Relay until cancelled; failures are retried with jittered backoff, never lost. An outage
         is logged as it starts, now and then while it lasts and when it ends (worker.pipeline.Outage);
         only an error that is no outage carries its traceback, on its first line."""
-        outage = Outage("outbox relay", RetryPolicy(backoff_seconds=poll_seconds), logger=log)
+        meanwhile = "unsent events stay in the outbox; retrying with backoff"
+        outage = Outage(
+            "outbox relay", RetryPolicy(backoff_seconds=poll_seconds), meanwhile=meanwhile, logger=log
+        )
         while True:
             delay = poll_seconds
             try:

@@ -283,9 +283,15 @@ class Outage:
     """Waiting out a service that is away, with jittered exponential backoff; logged by `OutageLog`
     (as it starts, now and then while it lasts, when it ends)."""
 
-    def __init__(self, service: str, retry: RetryPolicy, *, logger: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        service: str,
+        retry: RetryPolicy,
+        *,
+        meanwhile: str = "pausing and retrying with backoff; nothing is dead-lettered for it",
+        logger: logging.Logger = log,
+    ) -> None:
         self._retry = retry
-        meanwhile = "pausing and retrying with backoff; nothing is dead-lettered for it"
         self._log = OutageLog(service, meanwhile=meanwhile, logger=logger)
 
     def failed(self, error: BaseException, *, traceback: bool = False) -> float:
