@@ -19,6 +19,7 @@ from schemas.errors import InvalidEnvelope, InvalidEventData, NotJson
 from schemas.topics import INPUT_TOPICS
 from worker.domain.errors import DomainError
 from worker.failures import FailureKind, IdempotencyConflict, PoisonMessage, RetriesExhausted, failure_reason
+from worker.logs import RepeatLimiter
 from worker.observability import DEAD_LETTER_REASONS, DatabaseGauges, WorkerMetrics, read_consumer_lag
 from worker.outbox import OutboxRelay
 from worker.pipeline import Outage, OutageLog, RetryPolicy
@@ -292,3 +293,24 @@ async def test_the_outbox_relay_logs_an_outage_once_without_tracebacks(
     assert messages[1].startswith("outbox relay is back after")
     assert "12 failed attempts" in messages[1]
     assert all(record.exc_info is None for record in caplog.records)
+
+
+def test_a_client_library_repeating_itself_is_let_through_once_a_minute_with_a_count() -> None:
+    clock = Clock()
+    limiter = RepeatLimiter(("aiokafka",), every=60, clock=clock)
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, ("node 1", "refused"), None)
+
+    passed = 0
+    for _ in range(1300):  # 130 lines a second for 10 s
+        passed += limiter.filter(record("aiokafka", "Unable connect to node %s: %s"))
+        clock.now += 1 / 130
+    assert passed == 1
+
+    clock.now = 70.0
+    late = record("aiokafka", "Unable connect to node %s: %s")
+    assert limiter.filter(late)
+    assert late.repeated == 1299  # type: ignore[attr-defined]
+    assert limiter.filter(record("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s"))
+    assert all(limiter.filter(record("worker.pipeline", "database unavailable (%s)")) for _ in range(3))
