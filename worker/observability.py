@@ -123,7 +123,7 @@ class WorkerMetrics:
         )
         self.consumer_lag = Gauge(
             f"{PREFIX}_consumer_lag",
-            "Log end offset minus this worker's position, per partition assigned to it.",
+            "Log end offset minus the group's committed offset, per partition assigned to this worker.",
             ["topic", "partition"],
             registry=r,
         )
