@@ -3,27 +3,24 @@ order the requests were read, shown as invoice apps show them, and migration 000
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from alembic import command
-from sqlalchemy import Executable, insert, select, text
+from sqlalchemy import Executable, insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.inputs import TerminationRequested
 from tests.integration.harness import termination_data, unique
+from tests.service.databases import fresh_database
 from worker.db.migrate import alembic_config, upgrade_to_head
 from worker.db.tables import credit_notes, outbox, refunds, terminations
 from worker.domain.policy import RefundPolicy
 from worker.parsing import payload_digest
 from worker.runtime import create_engine
-from worker.settings import async_database_url
 from worker.terminations import TerminationCommand, apply_termination_batch
 
 NOW = datetime(2021, 4, 20, 4, 0, tzinfo=UTC)
@@ -32,20 +29,12 @@ NOW = datetime(2021, 4, 20, 4, 0, tzinfo=UTC)
 @pytest.fixture
 async def empty_database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
     """A database of this test alone, with no schema yet."""
-    name = f"refund_cn_{secrets.token_hex(6)}"
-    server = create_async_engine(
-        async_database_url(postgres_server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    async with server.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}")), pool_size=1)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        async with server.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await server.dispose()
+    async with fresh_database(postgres_server_url) as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 @pytest.fixture
