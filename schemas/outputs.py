@@ -53,6 +53,10 @@ class OutputData(BaseModel):
 
 
 class IssuedCreditNote(OutputData):
+    # The fields added in v2 default to null for whoever builds a note, yet every published note
+    # carries them: the schema for consumers lists them as required.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     credit_note_id: NonBlankStr
     number: Annotated[int, Field(ge=1)] | None
     """The worker's own gap-free number per reseller; null for a note sent from the invoice app."""
