@@ -219,13 +219,20 @@ def _issuing_own_notes(
     return [command for command, decision in accepted if decision.method is RefundMethod.ACCOUNT_CREDIT]
 
 
+_RequestKey = tuple[str, str]  # (reseller_id, request_id): a ce_id is unique within its reseller only
+
+
+def _request_key(command: TerminationCommand) -> _RequestKey:
+    return (command.reseller_id, command.request_id)
+
+
 def _own_note_numbers(
     accepted: Sequence[tuple[TerminationCommand, RefundDecision]], first_numbers: Mapping[str, int]
-) -> dict[str, int]:
-    """request_id -> its credit note's number: per reseller, in the order the requests were read."""
+) -> dict[_RequestKey, int]:
+    """Each request's credit-note number: per reseller, in the order the requests were read."""
     issuing = _issuing_own_notes(accepted)
     numbers = number_in_order([command.reseller_id for command in issuing], first_numbers)
-    return {command.request_id: number for command, number in zip(issuing, numbers, strict=True)}
+    return {_request_key(command): number for command, number in zip(issuing, numbers, strict=True)}
 
 
 async def _next_credit_note_numbers(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
@@ -324,7 +331,7 @@ def _record_termination(
     batch: _Batch,
     command: TerminationCommand,
     decision: RefundDecision,
-    numbers: Mapping[str, int],
+    numbers: Mapping[_RequestKey, int],
     balances: Mapping[_AccountKey, _BalanceCursor],
 ) -> None:
     now = batch.now
@@ -354,7 +361,7 @@ def _record_refund(
     batch: _Batch,
     command: TerminationCommand,
     decision: RefundDecision,
-    numbers: Mapping[str, int],
+    numbers: Mapping[_RequestKey, int],
     balances: Mapping[_AccountKey, _BalanceCursor],
 ) -> None:
     now = batch.now
@@ -401,7 +408,7 @@ def _record_refund(
 
 
 def _credit_note(
-    command: TerminationCommand, decision: RefundDecision, numbers: Mapping[str, int], now: datetime
+    command: TerminationCommand, decision: RefundDecision, numbers: Mapping[_RequestKey, int], now: datetime
 ) -> IssuedCreditNote:
     """The operator's note when one was chosen (the refund is that note: the invoice app numbers and
     describes it, so number, display_number, reason and tax stay null), else the worker's own."""
@@ -410,7 +417,7 @@ def _credit_note(
         return IssuedCreditNote(
             credit_note_id=chosen.credit_note_id, number=None, amount=str(chosen.amount), issued_at=None
         )
-    number = numbers[command.request_id]
+    number = numbers[_request_key(command)]
     return IssuedCreditNote(
         credit_note_id=derived_id(command.request_id, "credit-note"),
         number=number,
