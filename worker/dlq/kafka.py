@@ -116,7 +116,7 @@ class DeadLetterReader:
         for partition, offsets in self.windows(selection).items():
             async for letter in self._records(partition, offsets):
                 on_scanned()
-                if not selection.accepts(letter.key, letter.timestamp_ms):
+                if not selection.accepts(letter.key, letter.timestamp_ms, letter.reason):
                     continue
                 yield letter
                 if remaining is not None:
