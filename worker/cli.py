@@ -69,7 +69,7 @@ def _settings() -> Settings:
 @app.command()
 def quote(
     source: Annotated[
-        str, typer.Argument(metavar="[FILE|-]", help="JSON Lines of termination-requested data; - is stdin.")
+        str, typer.Argument(metavar="FILE|-", help="JSON Lines of termination-requested data; - is stdin.")
     ] = "-",
 ) -> None:
     """Print what the refund policy decides for each request, one JSON line each, touching nothing."""

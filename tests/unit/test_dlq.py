@@ -342,3 +342,12 @@ def test_show_says_whether_a_replay_sends_it_back() -> None:
         "left by replay: permanent poison (not_json); --include-poison sends it back" in line
         for line in rendered(letter_detail(AT_3_AM[0]), 120)
     )
+
+
+def test_spans_of_partitions_and_offsets_read_right_for_one() -> None:
+    from worker.dlq.kafka import _span
+
+    assert _span("partition", [0, 1, 2]) == "partitions 0 to 2"
+    assert _span("partition", [3]) == "partition 3"
+    assert _span("partition", []) == "no partitions"
+    assert _span("offset", range(5, 10**12)) == f"offsets 5 to {10**12 - 1}"

@@ -72,14 +72,17 @@ TopicArgument = Annotated[
 ]
 KeyOption = Annotated[
     list[str] | None,
-    typer.Option("--key", help="Only dead letters with this key (exact); repeat it for any of several."),
+    typer.Option(
+        "--key", metavar="KEY", help="Only dead letters with this key (exact); repeat it for any of several."
+    ),
 ]
 ReasonOption = Annotated[
     list[str] | None,
     typer.Option(
         "--reason",
-        help="Only dead letters with this kafka_dlt-failure-reason (not_json, invalid_envelope, "
-        "invalid_data, idempotency_conflict, domain_refused, retries_exhausted, ...); repeatable.",
+        metavar="REASON",
+        help="Only dead letters with this kafka_dlt-failure-reason (not_json, invalid_data, "
+        "retries_exhausted, ...); repeat it for any of several.",
     ),
 ]
 SinceOption = Annotated[
