@@ -181,12 +181,14 @@ def test_several_bad_settings_are_all_named_on_one_line() -> None:
 def test_a_secret_is_never_echoed() -> None:
     from pydantic import ValidationError
 
-    from worker.settings import Settings, describe_settings_error
+    from tests.unit.exact_settings import exact_settings
+    from worker.settings import describe_settings_error
 
     with pytest.raises(ValidationError) as invalid:
-        Settings.model_validate({"kafka_sasl_password": 12345})
-    assert (
-        describe_settings_error(invalid.value) == "KAFKA_SASL_PASSWORD='***' input should be a valid string"
+        exact_settings({"KAFKA_SASL_PASSWORD": 12345, "REFUND_WINDOW_DAYS": "x"})
+    assert describe_settings_error(invalid.value) == (
+        "REFUND_WINDOW_DAYS='x' is not a whole number; "
+        "KAFKA_SASL_PASSWORD='***' input should be a valid string"
     )
 
 
