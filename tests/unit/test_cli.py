@@ -230,6 +230,18 @@ def test_key_and_reason_may_be_repeated_and_each_counts(selections: list[Selecti
     assert selection.keys == {"sub-1", "sub-3"}
     assert selection.reasons == {"not_json", "retries_exhausted"}
     assert "2 dead letters" in result.stdout
+    assert result.stderr == ""
+
+
+def test_a_reason_may_be_typed_with_hyphens_and_an_unknown_one_is_noted(selections: list[Selection]) -> None:
+    result = invoke("dlq", "list", "t", "--reason", "Not-JSON", "--reason", "not_jason")
+    assert result.exit_code == 0, result.output
+    assert selections[0].reasons == {"not_json", "not_jason"}
+    assert result.stderr.startswith(
+        "refund-worker dlq: note: the worker writes no reason not_jason (it writes "
+    )
+    assert result.stderr.count("\n") == 1
+    assert "1 dead letter" in result.stdout
 
 
 def test_list_as_json_is_one_object_per_line(selections: list[Selection]) -> None:

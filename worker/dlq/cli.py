@@ -234,16 +234,30 @@ def _selection(
     from worker.dlq.selection import Selection, parse_time
 
     now = datetime.now(UTC)
+    wanted_reasons = frozenset(reason.strip().lower().replace("-", "_") for reason in reasons or ())
+    _note_unknown_reasons(wanted_reasons)
     return Selection(
         partition=partition,
         offset_from=offset_from,
         offset_to=offset_to,
         keys=frozenset(keys or ()),
-        reasons=frozenset(reason.strip().lower() for reason in reasons or ()),
+        reasons=wanted_reasons,
         since_ms=None if since is None else parse_time(since, option="--since", now=now),
         until_ms=None if until is None else parse_time(until, option="--until", now=now),
         limit=limit,
     )
+
+
+def _note_unknown_reasons(reasons: frozenset[str]) -> None:
+    """A mistyped reason selects nothing: say so on stderr (another tool's reasons still work)."""
+    from worker.dlq.letters import KNOWN_REASONS
+
+    if unknown := sorted(reasons - KNOWN_REASONS):
+        typer.echo(
+            f"refund-worker dlq: note: the worker writes no reason {', '.join(unknown)} "
+            f"(it writes {', '.join(sorted(KNOWN_REASONS))})",
+            err=True,
+        )
 
 
 def _kafka() -> Kafka:

@@ -23,6 +23,8 @@ POISON_REASONS = frozenset(
 )
 """The `kafka_dlt-failure-reason`s of messages wrong in themselves (worker/failures.py dead-letters
 them at once): replaying the same bytes can only dead-letter them again."""
+KNOWN_REASONS = POISON_REASONS | {"retries_exhausted", "unexpected"}
+"""Every reason the worker writes (worker/failures.py, failure_reason)."""
 
 
 class NotReplayable(ValueError):
