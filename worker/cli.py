@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,16 +16,38 @@ from worker.dlq.cli import app as dlq_app
 if TYPE_CHECKING:
     from worker.settings import Settings
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+"""Every command and subcommand takes -h as --help (subcommands inherit it from the app's context)."""
+
 app = typer.Typer(
     name="refund-worker",
     help="Turns subscription terminations into refunds, credit notes and credit-balance changes.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
 )
 app.add_typer(dlq_app, name="dlq")
 
 USAGE_ERROR = 2
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"refund-worker {version('refund-worker')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    pass
 
 
 def _fail(message: str) -> typer.Exit:
@@ -33,21 +56,20 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _settings() -> Settings:
-    from pydantic import ValidationError
-
-    from schemas.errors import describe
-    from worker.settings import Settings
+    """Every command that needs the configuration loads it here: a bad variable is one line on
+    stderr naming it and its value (`REFUND_WINDOW_DAYS='abc' is not a whole number`), exit 2."""
+    from worker.settings import InvalidSettings, load_settings
 
     try:
-        return Settings()
-    except ValidationError as invalid:
-        raise _fail(f"bad configuration: {describe(invalid)}") from None
+        return load_settings()
+    except InvalidSettings as invalid:
+        raise _fail(str(invalid)) from None
 
 
 @app.command()
 def quote(
     source: Annotated[
-        str, typer.Argument(metavar="[FILE|-]", help="JSON Lines of termination-requested data; - is stdin.")
+        str, typer.Argument(metavar="FILE|-", help="JSON Lines of termination-requested data; - is stdin.")
     ] = "-",
 ) -> None:
     """Print what the refund policy decides for each request, one JSON line each, touching nothing."""
@@ -135,6 +157,25 @@ def asyncapi(
         sys.stdout.write(document)
         return
     output.write_text(document, encoding="utf-8")
+
+
+def _unwrap_help(typer_app: typer.Typer) -> None:
+    """Docstrings are wrapped for the source; help is wrapped for the terminal. Rich keeps a
+    docstring's single line breaks, so at 80 columns a help text broke mid-sentence: join them
+    (a blank line still separates paragraphs) in every command, here and in `dlq`."""
+    for command in typer_app.registered_commands:
+        command.help = unwrapped(command.help or inspect.getdoc(command.callback) or "")
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _unwrap_help(group.typer_instance)
+
+
+def unwrapped(text: str) -> str:
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
+_unwrap_help(app)
 
 
 def main() -> None:

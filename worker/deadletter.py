@@ -9,6 +9,7 @@ replaced, never piled up, when a replayed message fails again.
 from __future__ import annotations
 
 import struct
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ EXCEPTION_FQCN = "kafka_dlt-exception-fqcn"
 EXCEPTION_MESSAGE = "kafka_dlt-exception-message"
 EXCEPTION_CAUSE_FQCN = "kafka_dlt-exception-cause-fqcn"
 """As Spring's, for an exception with a cause: here the error behind `RetriesExhausted`."""
+EXCEPTION_STACKTRACE = "kafka_dlt-exception-stacktrace"
+"""As Spring's: the formatted traceback, causes first, cut to its last _MAX_STACKTRACE_BYTES."""
 # Beyond Spring's set: which failure class decided the dead-lettering (see worker/failures.py).
 FAILURE_REASON = "kafka_dlt-failure-reason"
 # Not a kafka_dlt-* header, so a replayed message that fails again keeps it: where it was replayed
@@ -33,6 +36,8 @@ FAILURE_REASON = "kafka_dlt-failure-reason"
 REPLAYED_FROM = "refund-worker-replayed-from"
 
 _MAX_MESSAGE_BYTES = 4096
+_MAX_STACKTRACE_BYTES = 8192
+_CUT = b"...\n"
 
 
 def qualified_name(error: BaseException) -> str:
@@ -52,6 +57,7 @@ def dead_letter(record: InboundRecord, error: BaseException, *, group: str, reas
         (EXCEPTION_FQCN, qualified_name(error).encode()),
         (EXCEPTION_MESSAGE, message),
         *_cause(error),
+        (EXCEPTION_STACKTRACE, stacktrace(error)),
         (FAILURE_REASON, reason.encode()),
     )
     return OutboundRecord(
@@ -66,6 +72,16 @@ def _cause(error: BaseException) -> Headers:
     """Only an exhausted retry names a cause: a poison error's own class already says it all."""
     cause = error.__cause__ if isinstance(error, RetriesExhausted) else None
     return () if cause is None else ((EXCEPTION_CAUSE_FQCN, qualified_name(cause).encode()),)
+
+
+def stacktrace(error: BaseException) -> bytes:
+    """The traceback as Python prints it, causes included (the chain alone where nothing was raised).
+    A long one keeps its end, where the error and its innermost frames are, from a line's start."""
+    text = "".join(traceback.format_exception(error)).encode("utf-8", "replace")
+    if len(text) <= _MAX_STACKTRACE_BYTES:
+        return text
+    tail = text[-(_MAX_STACKTRACE_BYTES - len(_CUT)) :]
+    return _CUT + tail[tail.find(b"\n") + 1 :]
 
 
 def without_dead_letter_headers(headers: Sequence[tuple[str, bytes]]) -> Headers:

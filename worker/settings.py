@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal, Self, get_args
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -134,3 +135,54 @@ def redacted(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class InvalidSettings(ValueError):
+    """The environment does not make a valid configuration; the message names each variable at fault."""
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or InvalidSettings with one line naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        raise InvalidSettings(describe_settings_error(invalid)) from None
+
+
+_PROBLEMS = {
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "float_parsing": "is not a number",
+    "bool_parsing": "is not true or false (true/false, 1/0, yes/no, on/off)",
+    "string_too_short": "must not be empty",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be above {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be below {lt}",
+    "literal_error": "must be {expected}",
+}
+
+
+def describe_settings_error(invalid: ValidationError) -> str:
+    """`REFUND_WINDOW_DAYS='abc' is not a whole number`: each problem with its variable and value,
+    all on one line. A secret's value is never shown."""
+    return "; ".join(_settings_problem(detail) for detail in invalid.errors(include_url=False))
+
+
+def _settings_problem(detail: ErrorDetails) -> str:
+    if not detail["loc"]:  # a check across variables (a model validator): its message names them
+        return detail["msg"].removeprefix("Value error, ")
+    field = str(detail["loc"][0])
+    variable = f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+    annotation = Settings.model_fields[field].annotation
+    secret = annotation is SecretStr or SecretStr in get_args(annotation)
+    shown = "'***'" if secret else repr(detail["input"])
+    template = _PROBLEMS.get(detail["type"])
+    limits = {name: _plain(value) for name, value in detail.get("ctx", {}).items()}
+    problem = template.format(**limits) if template else detail["msg"].lower()
+    return f"{variable}={shown} {problem}"
+
+
+def _plain(value: object) -> object:
+    """0 rather than 0.0 in a message about a limit."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

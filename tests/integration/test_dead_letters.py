@@ -42,6 +42,7 @@ SPRING_HEADERS = [
     "kafka_dlt-original-consumer-group",
     "kafka_dlt-exception-fqcn",
     "kafka_dlt-exception-message",
+    "kafka_dlt-exception-stacktrace",
     "kafka_dlt-failure-reason",
 ]
 

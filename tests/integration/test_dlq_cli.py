@@ -1,6 +1,7 @@
 """`refund-worker dlq` against the real broker: list, show and replay with every filter, the dry run,
 the rate, the progress bar, exit status 2 for what the user got wrong, and, with the real worker,
-a replay run twice that has no second effect and a replayed poison message that piles up no headers.
+a replay run twice that has no second effect, a replayed poison message that piles up no headers,
+a replay that leaves permanent poison unless asked, and the stacktrace the worker puts in a dead letter.
 
 Most tests work on a topic pair of their own (`dlqtest-*` and its `-dlt`), filled with dead letters
 built by worker.deadletter as the worker builds them, so every expected table is exact."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -41,7 +44,7 @@ from worker.app import Worker
 from worker.cli import app
 from worker.db.tables import account_balances
 from worker.deadletter import REPLAYED_FROM, dead_letter
-from worker.failures import IdempotencyConflict, RetriesExhausted
+from worker.failures import IdempotencyConflict, RetriesExhausted, failure_reason
 from worker.records import InboundRecord
 
 pytestmark = pytest.mark.integration
@@ -85,6 +88,8 @@ ERRORS: list[BaseException] = [
     IdempotencyConflict("ce_id was processed before with another payload"),
     RetriesExhausted(RuntimeError("boom"), 3),
 ]
+"""Dead letter i failed with ERRORS[i % 3]: the first two are permanent poison, the third is not."""
+REPLAYABLE = [2, 5]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +103,8 @@ async def filled(kafka_bootstrap: str) -> Filled:
     await producer.start()
     try:
         for i, record in enumerate(originals):
-            letter = dead_letter(record, ERRORS[i % 3], group="refund-worker", reason="test")
+            error = ERRORS[i % 3]
+            letter = dead_letter(record, error, group="refund-worker", reason=failure_reason(error))
             await producer.send_and_wait(
                 dlt,
                 letter.value,
@@ -128,6 +134,14 @@ def keys_shown(result: Result, filled: Filled) -> list[int]:
     return shown
 
 
+def dead_letters(count: int) -> str:
+    return f"{count} dead letter" if count == 1 else f"{count} dead letters"
+
+
+def json_lines(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def assert_usage_error(result: Result, says: str) -> None:
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)  # typer.Exit: no traceback
@@ -149,15 +163,51 @@ async def test_list_shows_every_dead_letter_as_a_table_row(kafka_bootstrap: str,
     assert f"{filled.dlt}: 6 dead letters" in by_source.stdout
     assert keys_shown(by_source, filled) == [0, 2, 4, 1, 3, 5]  # partition by partition, in offset order
     row = next(line for line in by_source.stdout.splitlines() if filled.keys[3] in line)
-    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
-    assert cells == [
+    assert re.split(r"\s{2,}", row.strip()) == [
         "1",
         "1",
         filled.keys[3],
+        "not_json",
+        at(3),
         f"{filled.source}[0]@503",
         "NotJson: value is not JSON",
-        at(3).replace("Z", ".000Z"),
     ]
+
+
+async def test_list_at_80_columns_keeps_each_dead_letter_on_one_line(
+    kafka_bootstrap: str, filled: Filled
+) -> None:
+    result = await dlq(kafka_bootstrap, "list", filled.source, env={"COLUMNS": "80"})
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    for i, key in enumerate(filled.keys):
+        [row] = [line for line in lines if line.endswith(at(i)) or f" {at(i)} " in line]
+        partition, offset, shown_key, reason = row.split()[:4]
+        assert (partition, offset) == (str(i % 2), str(i // 2))
+        assert shown_key == key or (shown_key.endswith("…") and key.startswith(shown_key[:-1]))
+        assert reason == failure_reason(ERRORS[i % 3])
+
+
+async def test_list_as_json_gives_one_object_per_dead_letter(kafka_bootstrap: str, filled: Filled) -> None:
+    result = await dlq(kafka_bootstrap, "list", filled.source, "--partition", "1", "--output", "json")
+
+    assert result.exit_code == 0, result.output
+    documents = json_lines(result)
+    assert [(d["partition"], d["offset"], d["key"]) for d in documents] == [
+        (1, 0, filled.keys[1]),
+        (1, 1, filled.keys[3]),
+        (1, 2, filled.keys[5]),
+    ]
+    assert [(d["reason"], d["poison"]) for d in documents] == [
+        ("idempotency_conflict", True),
+        ("not_json", True),
+        ("retries_exhausted", False),
+    ]
+    assert documents[2]["original"]["topic"] == filled.source
+    assert documents[2]["exception"]["cause_class"] == "builtins.RuntimeError"
+    assert json.loads(documents[2]["value"]) == json.loads(filled.originals[5].value or b"")
 
 
 @pytest.mark.parametrize(
@@ -171,6 +221,9 @@ async def test_list_shows_every_dead_letter_as_a_table_row(kafka_bootstrap: str,
         (["--limit", "2"], [0, 2]),
         (["--partition", "1", "--limit", "1"], [1]),
         (["--key", "no-such-key"], []),
+        (["--key", "{k4}", "--key", "{k1}"], [4, 1]),
+        (["--reason", "not_json"], [0, 3]),
+        (["--reason", "retries_exhausted", "--reason", "idempotency_conflict"], [2, 4, 1, 5]),
     ],
     ids=[
         "key",
@@ -181,16 +234,19 @@ async def test_list_shows_every_dead_letter_as_a_table_row(kafka_bootstrap: str,
         "limit",
         "partition+limit",
         "none",
+        "keys",
+        "reason",
+        "reasons",
     ],
 )
 async def test_list_filters_as_replay_does(
     kafka_bootstrap: str, filled: Filled, options: list[str], expected: list[int]
 ) -> None:
-    options = [option.replace("{k4}", filled.keys[4]) for option in options]
+    options = [option.replace("{k4}", filled.keys[4]).replace("{k1}", filled.keys[1]) for option in options]
     result = await dlq(kafka_bootstrap, "list", filled.source, *options)
     assert result.exit_code == 0, result.output
     assert keys_shown(result, filled) == expected
-    assert f"{filled.dlt}: {len(expected)} dead letters" in result.stdout
+    assert result.stdout.splitlines()[0].rstrip() == f"{filled.dlt}: {dead_letters(len(expected))}"
 
 
 # --- show -------------------------------------------------------------------------------------
@@ -220,6 +276,23 @@ async def test_show_prints_one_dead_letter_in_full(kafka_bootstrap: str, filled:
     assert f"{BASE_MS - 60_000 + 2} (" in text  # the original timestamp, decoded from Spring's long
     assert f'"subscription_id": "{filled.keys[2]}"' in text  # the value, pretty-printed JSON
     assert '\n  "n": 2\n' in text
+    trace = text.split("\nstacktrace:\n", 1)[1].split("\nvalue:\n", 1)[0]
+    assert trace.startswith("RuntimeError: boom\n")
+    assert "worker.failures.RetriesExhausted: RuntimeError: boom (after 3 attempts)" in trace
+
+
+async def test_show_as_json_is_the_same_object_as_list_gives(kafka_bootstrap: str, filled: Filled) -> None:
+    shown = await dlq(
+        kafka_bootstrap, "show", filled.dlt, "--partition", "0", "--offset", "1", "--output", "json"
+    )
+    listed = await dlq(kafka_bootstrap, "list", filled.dlt, "--key", filled.keys[2], "--output", "json")
+
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout == listed.stdout
+    [document] = json_lines(shown)
+    assert document["exception"]["stacktrace"].endswith(
+        "worker.failures.RetriesExhausted: RuntimeError: boom (after 3 attempts)\n"
+    )
 
 
 # --- replay -----------------------------------------------------------------------------------
@@ -239,7 +312,7 @@ async def replayed(
 async def test_replay_sends_each_back_to_its_original_topic_as_it_was(
     kafka_bootstrap: str, filled: Filled
 ) -> None:
-    result, records = await replayed(kafka_bootstrap, filled)
+    result, records = await replayed(kafka_bootstrap, filled, "--include-poison")
 
     assert result.stdout.splitlines()[-1] == (
         f"replayed 6 of 6 selected dead letters from {filled.dlt} (6 to {filled.source}), 6 scanned"
@@ -261,21 +334,49 @@ async def test_replay_sends_each_back_to_its_original_topic_as_it_was(
         (["--since", at(4)], [4, 5]),
         (["--until", at(1)], [0]),
         (["--limit", "4"], [0, 2, 4, 1]),
+        (["--key", "{k4}", "--key", "{k1}"], [4, 1]),
+        (["--reason", "not_json", "--reason", "idempotency_conflict"], [0, 4, 1, 3]),
     ],
-    ids=["key", "partition", "offset-from", "offset-to", "since", "until", "limit"],
+    ids=["key", "partition", "offset-from", "offset-to", "since", "until", "limit", "keys", "reasons"],
 )
 async def test_replay_options_select_what_is_replayed(
     kafka_bootstrap: str, filled: Filled, options: list[str], expected: list[int]
 ) -> None:
-    options = [option.replace("{k4}", filled.keys[4]) for option in options]
-    result, records = await replayed(kafka_bootstrap, filled, *options)
+    options = [option.replace("{k4}", filled.keys[4]).replace("{k1}", filled.keys[1]) for option in options]
+    result, records = await replayed(kafka_bootstrap, filled, *options, "--include-poison")
 
     assert sorted(r.key or b"" for r in records) == sorted(filled.keys[i].encode() for i in expected)
     assert f"replayed {len(expected)} of {len(expected)} selected" in result.stdout
 
 
+async def test_a_windowed_replay_leaves_permanent_poison_and_says_what_it_left(
+    kafka_bootstrap: str, filled: Filled
+) -> None:
+    result, records = await replayed(kafka_bootstrap, filled, "--since", at(1), "--until", at(5))
+
+    assert [r.key for r in records] == [filled.keys[2].encode()]  # 1, 3 and 4 are poison
+    assert result.stdout.splitlines() == [
+        f"replayed 1 of 4 selected dead letters from {filled.dlt} (1 to {filled.source}), 6 scanned",
+        "left 3 poison dead letters unsent (2 idempotency_conflict, 1 not_json): "
+        "a replay would only dead-letter poison again; --include-poison sends it anyway",
+        f"poison {filled.dlt}[0]@2: idempotency_conflict",
+        f"poison {filled.dlt}[1]@0: idempotency_conflict",
+        f"poison {filled.dlt}[1]@1: not_json",
+    ]
+
+
+async def test_a_dry_run_says_which_poison_it_would_leave(kafka_bootstrap: str, filled: Filled) -> None:
+    result, records = await replayed(kafka_bootstrap, filled, "--dry-run")
+
+    assert records == []
+    assert keys_shown(result, filled) == REPLAYABLE
+    assert result.stdout.splitlines()[-5].startswith("would leave 4 poison dead letters unsent")
+
+
 async def test_dry_run_prints_what_would_go_and_sends_nothing(kafka_bootstrap: str, filled: Filled) -> None:
-    result, records = await replayed(kafka_bootstrap, filled, "--dry-run", "--partition", "1")
+    result, records = await replayed(
+        kafka_bootstrap, filled, "--dry-run", "--partition", "1", "--include-poison"
+    )
 
     assert records == []
     assert keys_shown(result, filled) == [1, 3, 5]
@@ -294,7 +395,7 @@ async def test_dry_run_prints_what_would_go_and_sends_nothing(kafka_bootstrap: s
 
 async def test_rate_spaces_the_sends(kafka_bootstrap: str, filled: Filled) -> None:
     started = time.monotonic()
-    _, records = await replayed(kafka_bootstrap, filled, "--rate", "10")
+    _, records = await replayed(kafka_bootstrap, filled, "--rate", "10", "--include-poison")
     # Six sends at ten a second: five gaps of 0.1 s at least (the settle adds to it, never takes).
     assert time.monotonic() - started >= 0.5
     assert len(records) == LETTERS
@@ -310,7 +411,9 @@ async def test_a_long_replay_shows_a_progress_bar_on_a_terminal(kafka_bootstrap:
     await produce(kafka_bootstrap, [Raw(r.topic, r.key, r.value, list(r.headers)) for r in letters], BASE_MS)
 
     # At 50 a second the replay lasts over a second: the bar, refreshed ten times a second, shows.
-    result = await dlq(kafka_bootstrap, "replay", source, "--rate", "50", env={"TTY_COMPATIBLE": "1"})
+    result = await dlq(
+        kafka_bootstrap, "replay", source, "--rate", "50", "--include-poison", env={"TTY_COMPATIBLE": "1"}
+    )
 
     assert result.exit_code == 0, result.output
     assert "scanning dead letters" in result.stderr
@@ -335,7 +438,7 @@ async def test_dead_letters_that_cannot_be_replayed_are_named_and_the_exit_statu
         BASE_MS,
     )
 
-    result = await dlq(kafka_bootstrap, "replay", source)
+    result = await dlq(kafka_bootstrap, "replay", source, "--include-poison")
 
     assert result.exit_code == 1, result.output
     assert result.stdout.splitlines()[-3:] == [
@@ -433,7 +536,7 @@ async def test_a_dead_letter_replayed_twice_takes_effect_once(worker: Worker, ka
     ):
         await faults.fail(ce_id)  # say, a bug in a release, since rolled back
         await publish(kafka_bootstrap, [event(REQUESTED, data, ce_id)])
-        await dead_letters.keys_arrived(key.encode())
+        [letter] = await dead_letters.keys_arrived(key.encode())
         await faults.heal(ce_id)
 
         first = await dlq(kafka_bootstrap, "replay", REQUESTED.value, "--key", key)
@@ -442,9 +545,15 @@ async def test_a_dead_letter_replayed_twice_takes_effect_once(worker: Worker, ka
         await publish(kafka_bootstrap, [event(REQUESTED, termination_data(), follow_up)])
         await outputs.answers({follow_up}, settle=1.0)  # the worker got past the second replay
 
+    trace = letter.header("kafka_dlt-exception-stacktrace").decode()
+    assert trace.startswith("Traceback (most recent call last):\n")
+    assert f"injected fault for ce_id {ce_id}" in trace  # the database's error, with its frames
+    assert trace.endswith(
+        f"worker.failures.RetriesExhausted: {letter.header('kafka_dlt-exception-message').decode()}\n"
+    )
     for result in (first, second):
         assert result.exit_code == 0, result.output
-        assert "replayed 1 of 1 selected dead letters" in result.stdout
+        assert "replayed 1 of 1 selected dead letter from" in result.stdout
     assert sorted(r.topic for r in outputs.about({ce_id})) == ["refund-issued", "subscription-terminated"]
     async with worker.engine.connect() as conn:
         versions = await conn.scalars(
@@ -465,7 +574,14 @@ async def test_a_replayed_message_that_fails_again_is_dead_lettered_with_one_set
     async with RecordWatcher(kafka_bootstrap, [dlt]) as dead_letters:
         await publish(kafka_bootstrap, [poison])
         [first] = await dead_letters.keys_arrived(poison.key or b"")
-        await dlq(kafka_bootstrap, "replay", dlt, "--key", key)
+        trace = first.header("kafka_dlt-exception-stacktrace").decode()
+        assert trace.startswith("Traceback (most recent call last):\n")
+        assert trace.endswith(
+            f"schemas.errors.NotJson: {first.header('kafka_dlt-exception-message').decode()}\n"
+        )
+        left = await dlq(kafka_bootstrap, "replay", dlt, "--key", key)
+        assert left.stdout.splitlines()[0].startswith("replayed 0 of 1 selected dead letter from")
+        await dlq(kafka_bootstrap, "replay", dlt, "--key", key, "--include-poison")
         await dead_letters.wait_for(lambda got: len([r for r in got if r.key == poison.key]) == 2)
         second = dead_letters.with_keys(poison.key or b"")[1]
         await dlq(
@@ -478,6 +594,7 @@ async def test_a_replayed_message_that_fails_again_is_dead_lettered_with_one_set
             str(second.partition),
             "--offset-from",
             str(second.offset),
+            "--include-poison",
         )
         await dead_letters.wait_for(lambda got: len([r for r in got if r.key == poison.key]) == 3, settle=0.5)
         third = dead_letters.with_keys(poison.key or b"")[2]
@@ -487,7 +604,7 @@ async def test_a_replayed_message_that_fails_again_is_dead_lettered_with_one_set
         names = [name for name, _ in again.headers]
         assert names[: len(poison.headers) + 1] == [*(name for name, _ in poison.headers), REPLAYED_FROM]
         dlt_names = [name for name in names if name.startswith("kafka_dlt-")]
-        assert len(dlt_names) == len(set(dlt_names)) == 8
+        assert len(dlt_names) == len(set(dlt_names)) == 9
         assert (
             again.header(REPLAYED_FROM) == f"{dlt}[{replayed_from.partition}]@{replayed_from.offset}".encode()
         )

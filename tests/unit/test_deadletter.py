@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import traceback
 
 from schemas.errors import NotJson
 from worker.deadletter import (
@@ -45,6 +46,12 @@ def test_dead_letter_is_the_message_unchanged_with_spring_headers_after_its_own(
         ("kafka_dlt-original-consumer-group", b"refund-worker"),
         ("kafka_dlt-exception-fqcn", b"schemas.errors.NotJson"),
         ("kafka_dlt-exception-message", b"value is not JSON"),
+        (
+            "kafka_dlt-exception-stacktrace",
+            b"ValueError: the parser's own error, which says nothing more\n\n"
+            b"The above exception was the direct cause of the following exception:\n\n"
+            b"schemas.errors.NotJson: value is not JSON\n",
+        ),
         ("kafka_dlt-failure-reason", b"not_json"),
     )
 
@@ -66,7 +73,7 @@ def test_a_message_dead_lettered_again_has_one_set_of_headers_and_keeps_its_repl
 
     names = [name for name, _ in again.headers]
     dlt_names = [name for name in names if name.startswith("kafka_dlt-")]
-    assert len(dlt_names) == len(set(dlt_names)) == 8
+    assert len(dlt_names) == len(set(dlt_names)) == 9
     assert dict(again.headers)["kafka_dlt-exception-message"] == b"second"
     assert names[:4] == ["ce_id", "trace", "ce_id", REPLAYED_FROM]
 
@@ -74,6 +81,54 @@ def test_a_message_dead_lettered_again_has_one_set_of_headers_and_keeps_its_repl
 def test_a_long_exception_message_is_cut_to_4096_bytes() -> None:
     letter = dead_letter(inbound(), NotJson("é" * 5000), group="g", reason="not_json")
     assert len(dict(letter.headers)["kafka_dlt-exception-message"]) == 4096
+
+
+def raised_deep_inside(depth: int) -> NotJson:
+    def fail(level: int) -> None:
+        if level == 0:
+            raise NotJson("the innermost frame said so")
+        fail(level - 1)
+
+    try:
+        fail(depth)
+    except NotJson as error:
+        return error
+    raise AssertionError("fail() did not raise")
+
+
+def test_the_stacktrace_is_the_traceback_with_the_frames_that_raised() -> None:
+    letter = dead_letter(inbound(), raised_deep_inside(3), group="g", reason="not_json")
+    trace = dict(letter.headers)["kafka_dlt-exception-stacktrace"].decode()
+    assert trace.startswith("Traceback (most recent call last):\n")
+    assert trace.count("in fail\n") == 4
+    assert trace.endswith("schemas.errors.NotJson: the innermost frame said so\n")
+
+
+def long_chain(links: int) -> NotJson:
+    """An error behind `links` others, each raised while handling the one before."""
+    error: Exception = RuntimeError("the first one")
+    for link in range(links):
+        try:
+            raise ValueError(f"link {link}") from error
+        except ValueError as raised:
+            error = raised
+    try:
+        raise NotJson("the innermost frame said so") from error
+    except NotJson as last:
+        return last
+
+
+def test_a_long_stacktrace_keeps_its_last_8_kib_from_the_start_of_a_line() -> None:
+    error = long_chain(100)
+    whole = "".join(traceback.format_exception(error)).encode()
+    trace = dict(dead_letter(inbound(), error, group="g", reason="not_json").headers)[
+        "kafka_dlt-exception-stacktrace"
+    ]
+    assert len(whole) > 20_000
+    assert 8000 < len(trace) <= 8192
+    kept = trace.removeprefix(b"...\n")
+    assert whole.endswith(kept)
+    assert whole[: -len(kept)].endswith(b"\n")  # cut between lines
 
 
 def test_reading_the_headers_back_gives_what_was_written() -> None:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -33,6 +34,7 @@ app = typer.Typer(
     name="dlq",
     help="Inspect and replay dead-letter topics (<topic>-dlt). Needs KAFKA_BOOTSTRAP_SERVERS.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 FAILED = 1
@@ -45,6 +47,11 @@ PIPE_WIDTH = 200
 
 class UsageError(Exception):
     """Exit status 2 with this message."""
+
+
+class Output(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +70,21 @@ TopicArgument = Annotated[
         help="The dead-letter topic, or its source topic (termination-requested: termination-requested-dlt).",
     ),
 ]
-KeyOption = Annotated[str | None, typer.Option("--key", help="Only dead letters with this key (exact).")]
+KeyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--key", metavar="KEY", help="Only dead letters with this key (exact); repeat it for any of several."
+    ),
+]
+ReasonOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reason",
+        metavar="REASON",
+        help="Only dead letters with this kafka_dlt-failure-reason (not_json, invalid_data, "
+        "retries_exhausted, ...); repeat it for any of several.",
+    ),
+]
 SinceOption = Annotated[
     str | None,
     typer.Option(
@@ -87,28 +108,43 @@ LimitOption = Annotated[
     int | None,
     typer.Option("--limit", min=1, help="At most this many, in partition order, then offset order."),
 ]
+OutputOption = Annotated[
+    Output,
+    typer.Option(
+        "--output",
+        case_sensitive=False,
+        help="text: for people; json: one JSON object per dead letter and line, for jq and scripts.",
+    ),
+]
 
 
 @app.command("list")
 def list_letters(
     topic: TopicArgument,
     key: KeyOption = None,
+    reason: ReasonOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     partition: PartitionOption = None,
     offset_from: OffsetFromOption = None,
     offset_to: OffsetToOption = None,
     limit: LimitOption = None,
+    output: OutputOption = Output.TEXT,
 ) -> None:
-    """Show dead letters as a table: partition, offset, key, original place, exception, time."""
+    """Show dead letters, one line each: partition, offset, key, reason, time, original place,
+    exception (the last two as the terminal's width allows)."""
     from worker.dlq.letters import dead_letter_topic_of
-    from worker.dlq.render import letters_table
+    from worker.dlq.render import letter_json, letters_table
 
     dead_letters = dead_letter_topic_of(topic)
     with _user_errors():
-        selection = _selection(key, since, until, partition, offset_from, offset_to, limit)
+        selection = _selection(key, reason, since, until, partition, offset_from, offset_to, limit)
         letters = _run(_collect(_kafka(), dead_letters, selection))
-    _stdout().print(letters_table(dead_letters, letters))
+    if output is Output.JSON:
+        sys.stdout.write("".join(letter_json(letter) + "\n" for letter in letters))
+        return
+    console = _stdout()
+    console.print(letters_table(dead_letters, letters, width=console.width))
 
 
 @app.command()
@@ -116,13 +152,17 @@ def show(
     topic: TopicArgument,
     partition: Annotated[int, typer.Option("--partition", min=0, help="The dead letter's partition.")],
     offset: Annotated[int, typer.Option("--offset", min=0, help="The dead letter's offset.")],
+    output: OutputOption = Output.TEXT,
 ) -> None:
-    """Print one dead letter in full: where it came from, why, every header, the value."""
+    """Print one dead letter in full: where it came from, why, every header, the stacktrace, the value."""
     from worker.dlq.letters import dead_letter_topic_of
-    from worker.dlq.render import letter_detail
+    from worker.dlq.render import letter_detail, letter_json
 
     with _user_errors():
         letter = _run(_one(_kafka(), dead_letter_topic_of(topic), partition, offset))
+    if output is Output.JSON:
+        sys.stdout.write(letter_json(letter) + "\n")
+        return
     _stdout().print(letter_detail(letter))
 
 
@@ -130,6 +170,7 @@ def show(
 def replay(
     topic: TopicArgument,
     key: KeyOption = None,
+    reason: ReasonOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
     partition: PartitionOption = None,
@@ -142,12 +183,21 @@ def replay(
     rate: Annotated[
         float | None, typer.Option("--rate", help="At most this many messages per second.")
     ] = None,
+    include_poison: Annotated[
+        bool,
+        typer.Option(
+            "--include-poison",
+            help="Also send permanent poison (not JSON, not the schema, refused by the rules, an "
+            "idempotency conflict), which a replay otherwise leaves and counts.",
+        ),
+    ] = False,
 ) -> None:
     """Republish dead letters to their original topic; safe to repeat.
 
     Each goes back with its original key, value and headers, without the kafka_dlt-* ones, plus
     refund-worker-replayed-from naming the dead letter. The worker's inbox knows every ce_id it
-    processed, so a message replayed twice has no second effect.
+    processed, so a message replayed twice has no second effect. Permanent poison stays unless
+    --include-poison: the summary counts it by reason and names it.
     """
     from worker.dlq.letters import dead_letter_topic_of
     from worker.dlq.render import planned_table, summary_lines
@@ -156,8 +206,12 @@ def replay(
     with _user_errors():
         if rate is not None and rate <= 0:
             raise UsageError(f"--rate must be above 0, got {rate:g}")
-        selection = _selection(key, since, until, partition, offset_from, offset_to, limit)
-        outcome, scanned = _run(_replay(_kafka(), dead_letters, selection, dry_run=dry_run, rate=rate))
+        selection = _selection(key, reason, since, until, partition, offset_from, offset_to, limit)
+        outcome, scanned = _run(
+            _replay(
+                _kafka(), dead_letters, selection, dry_run=dry_run, rate=rate, include_poison=include_poison
+            )
+        )
     console = _stdout()
     if outcome.planned:
         console.print(planned_table(outcome))
@@ -168,7 +222,8 @@ def replay(
 
 
 def _selection(
-    key: str | None,
+    keys: list[str] | None,
+    reasons: list[str] | None,
     since: str | None,
     until: str | None,
     partition: int | None,
@@ -179,28 +234,40 @@ def _selection(
     from worker.dlq.selection import Selection, parse_time
 
     now = datetime.now(UTC)
+    wanted_reasons = frozenset(reason.strip().lower().replace("-", "_") for reason in reasons or ())
+    _note_unknown_reasons(wanted_reasons)
     return Selection(
         partition=partition,
         offset_from=offset_from,
         offset_to=offset_to,
-        key=key,
+        keys=frozenset(keys or ()),
+        reasons=wanted_reasons,
         since_ms=None if since is None else parse_time(since, option="--since", now=now),
         until_ms=None if until is None else parse_time(until, option="--until", now=now),
         limit=limit,
     )
 
 
-def _kafka() -> Kafka:
-    from pydantic import ValidationError
+def _note_unknown_reasons(reasons: frozenset[str]) -> None:
+    """A mistyped reason selects nothing: say so on stderr (another tool's reasons still work)."""
+    from worker.dlq.letters import KNOWN_REASONS
 
-    from schemas.errors import describe
+    if unknown := sorted(reasons - KNOWN_REASONS):
+        typer.echo(
+            f"refund-worker dlq: note: the worker writes no reason {', '.join(unknown)} "
+            f"(it writes {', '.join(sorted(KNOWN_REASONS))})",
+            err=True,
+        )
+
+
+def _kafka() -> Kafka:
     from worker.security import kafka_client_options, kafka_security
-    from worker.settings import Settings
+    from worker.settings import InvalidSettings, load_settings
 
     try:
-        settings = Settings()
-    except ValidationError as invalid:
-        raise UsageError(f"bad configuration: {describe(invalid)}") from None
+        settings = load_settings()
+    except InvalidSettings as invalid:
+        raise UsageError(str(invalid)) from None
     if settings.kafka_bootstrap_servers is None:
         raise UsageError(
             "KAFKA_BOOTSTRAP_SERVERS is not set: dlq works on the Kafka cluster it names "
@@ -228,7 +295,7 @@ async def _one(kafka: Kafka, topic: str, partition: int, offset: int) -> DeadLet
 
 
 async def _replay(
-    kafka: Kafka, topic: str, selection: Selection, *, dry_run: bool, rate: float | None
+    kafka: Kafka, topic: str, selection: Selection, *, dry_run: bool, rate: float | None, include_poison: bool
 ) -> tuple[ReplayOutcome, int]:
     from aiokafka.errors import KafkaError
 
@@ -240,10 +307,10 @@ async def _replay(
         with _progress(total) as scanned:
             letters = reader.read(selection, on_scanned=scanned.advance)
             if dry_run:
-                return await replay_letters(letters, None), scanned.count
+                return await replay_letters(letters, None, include_poison=include_poison), scanned.count
             async with Republisher(kafka.servers, rate=rate, **kafka.options) as republisher:
                 try:
-                    outcome = await replay_letters(letters, republisher.send)
+                    outcome = await replay_letters(letters, republisher.send, include_poison=include_poison)
                     await republisher.flush()
                 except KafkaError as error:
                     raise KafkaUnavailable(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -101,9 +101,7 @@ class DeadLetterReader:
     def windows(self, selection: Selection) -> dict[int, range]:
         """Per partition, the offsets the selection reads (empty ranges left out)."""
         if selection.partition is not None and selection.partition not in self._windows:
-            raise InvalidSelection(
-                f"{self.topic} has no partition {selection.partition} (it has {_span(self.partitions)})"
-            )
+            raise self._no_partition(selection.partition)
         wanted = self.partitions if selection.partition is None else [selection.partition]
         windows = {p: selection.offsets(*self._windows[p]) for p in wanted}
         return {partition: offsets for partition, offsets in windows.items() if offsets}
@@ -116,7 +114,7 @@ class DeadLetterReader:
         for partition, offsets in self.windows(selection).items():
             async for letter in self._records(partition, offsets):
                 on_scanned()
-                if not selection.accepts(letter.key, letter.timestamp_ms):
+                if not selection.accepts(letter.key, letter.timestamp_ms, letter.reason):
                     continue
                 yield letter
                 if remaining is not None:
@@ -126,12 +124,10 @@ class DeadLetterReader:
 
     async def one(self, partition: int, offset: int) -> DeadLetter:
         if partition not in self._windows:
-            raise InvalidSelection(
-                f"{self.topic} has no partition {partition} (it has {_span(self.partitions)})"
-            )
+            raise self._no_partition(partition)
         beginning, end = self._windows[partition]
         if not beginning <= offset < end:
-            held = f"offsets {beginning} to {end - 1}" if end > beginning else "no records"
+            held = _span("offset", range(beginning, end)) if end > beginning else "no records"
             raise InvalidSelection(
                 f"no dead letter at {location(self.topic, partition, offset)}: that partition holds {held}"
             )
@@ -139,6 +135,11 @@ class DeadLetterReader:
             return letter
         raise InvalidSelection(
             f"no dead letter at {location(self.topic, partition, offset)} (compacted away?)"
+        )
+
+    def _no_partition(self, partition: int) -> InvalidSelection:
+        return InvalidSelection(
+            f"{self.topic} has no partition {partition} (it has {_span('partition', self.partitions)})"
         )
 
     async def _records(self, partition: int, offsets: range) -> AsyncIterator[DeadLetter]:
@@ -174,8 +175,13 @@ def _dead_letter(record: ConsumerRecord[Any, Any]) -> DeadLetter:
     )
 
 
-def _span(partitions: list[int]) -> str:
-    return f"partitions {partitions[0]} to {partitions[-1]}" if partitions else "no partitions"
+def _span(noun: str, numbers: Sequence[int]) -> str:
+    """`partitions 0 to 3`, `partition 0`, `no partitions`."""
+    if not numbers:
+        return f"no {noun}s"
+    if len(numbers) == 1:
+        return f"{noun} {numbers[0]}"
+    return f"{noun}s {numbers[0]} to {numbers[-1]}"
 
 
 class Republisher:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
+from schemas.errors import InvalidMessage
 from schemas.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
 from worker.deadletter import (
     REPLAYED_FROM,
@@ -12,7 +14,17 @@ from worker.deadletter import (
     read_dead_letter_headers,
     without_dead_letter_headers,
 )
+from worker.domain.errors import DomainError
+from worker.failures import PoisonMessage
 from worker.records import Headers, OutboundRecord
+
+POISON_REASONS = frozenset(
+    {"not_json", "invalid_envelope", "invalid_data", "idempotency_conflict", "domain_refused", "poison"}
+)
+"""The `kafka_dlt-failure-reason`s of messages wrong in themselves (worker/failures.py dead-letters
+them at once): replaying the same bytes can only dead-letter them again."""
+KNOWN_REASONS = POISON_REASONS | {"retries_exhausted", "unexpected"}
+"""Every reason the worker writes (worker/failures.py, failure_reason)."""
 
 
 class NotReplayable(ValueError):
@@ -63,6 +75,22 @@ class DeadLetter:
             return dlt.original_topic
         return location(dlt.original_topic, dlt.original_partition, dlt.original_offset)
 
+    @property
+    def reason(self) -> str | None:
+        return self.dlt.failure_reason
+
+    @property
+    def poison(self) -> str | None:
+        """Why this dead letter is permanent poison (its reason, or its exception's class when the
+        reason says nothing the worker knows), or None when a replay may succeed."""
+        dlt = self.dlt
+        if dlt.failure_reason in POISON_REASONS:
+            return dlt.failure_reason
+        fqcn = dlt.exception_fqcn
+        if fqcn is not None and fqcn in _poison_classes():
+            return fqcn.rsplit(".", 1)[-1]
+        return None
+
     def header(self, name: str) -> bytes | None:
         """The last value of a header, as Kafka clients read a repeated one."""
         found = [value for header, value in self.headers if header == name]
@@ -87,3 +115,16 @@ def replay_record(letter: DeadLetter) -> OutboundRecord:
         value=letter.value,
         headers=(*kept, (REPLAYED_FROM, letter.location.encode())),
     )
+
+
+@cache
+def _poison_classes() -> frozenset[str]:
+    """Qualified names of the errors the worker treats as poison, for dead letters without a
+    reason it knows (written by an older worker or another tool)."""
+    found: set[str] = set()
+    pending: list[type[BaseException]] = [InvalidMessage, PoisonMessage, DomainError]
+    while pending:
+        kind = pending.pop()
+        found.add(f"{kind.__module__}.{kind.__qualname__}")
+        pending += kind.__subclasses__()
+    return frozenset(found)

@@ -17,16 +17,19 @@ class InvalidSelection(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Dead letters by their place in the dead-letter topic, their key and when they were dead-lettered.
+    """Dead letters by their place in the dead-letter topic, their key, their reason and when they
+    were dead-lettered.
 
     Offsets are the dead-letter topic's, `offset_to` included. Times are the dead letter's own
     record timestamp, in milliseconds since the epoch: `since_ms` included, `until_ms` excluded.
+    `keys` and `reasons`: any of them (empty: any at all); a reason is `kafka_dlt-failure-reason`.
     """
 
     partition: int | None = None
     offset_from: int | None = None
     offset_to: int | None = None
-    key: str | None = None
+    keys: frozenset[str] = frozenset()
+    reasons: frozenset[str] = frozenset()
     since_ms: int | None = None
     until_ms: int | None = None
     limit: int | None = None
@@ -45,8 +48,10 @@ class Selection:
         stop = end if self.offset_to is None else min(end, self.offset_to + 1)
         return range(start, max(start, stop))
 
-    def accepts(self, key: bytes | None, timestamp_ms: int) -> bool:
-        if self.key is not None and key != self.key.encode():
+    def accepts(self, key: bytes | None, timestamp_ms: int, reason: str | None = None) -> bool:
+        if self.keys and key not in {wanted.encode() for wanted in self.keys}:
+            return False
+        if self.reasons and reason not in self.reasons:
             return False
         if self.since_ms is not None and timestamp_ms < self.since_ms:
             return False
