@@ -9,11 +9,14 @@ new schema id; added fields keep both.
 
 from __future__ import annotations
 
+from functools import cache
+
 from schemas.topics import spec_of
 
 SCHEMA_ID_PREFIX = "urn:refund-worker:schema:"
 
 
+@cache  # the outbox relay asks once per published event
 def schema_id(topic: str) -> str:
     """`urn:refund-worker:schema:<topic>:<version of its ce_type>`, e.g. `...:refund-issued:v1`."""
     spec = spec_of(topic)

@@ -32,7 +32,7 @@ SUFFIX = ".schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 UNKNOWN_FIELDS = {
     "input": "Fields beyond these are ignored by the worker; types and required fields are checked strictly.",
-    "output": "Fields may be added to this event (never renamed or removed): ignore the ones you do not know.",
+    "output": "Fields may be added to this event, never renamed or removed: ignore the ones you do not know.",
 }
 
 
