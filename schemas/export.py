@@ -43,14 +43,15 @@ def file_name(topic: Topic) -> str:
 def schema_for(topic: Topic) -> dict[str, Any]:
     """The schema of `topic`'s data: what producers may send (inputs) or what the worker writes (outputs)."""
     spec = TOPICS[topic]
+    data = data_schema(topic)
     return {
         "$schema": DIALECT,
         "$id": schema_id(topic),
-        "$comment": UNKNOWN_FIELDS["input" if spec.is_input else "output"],
+        "$comment": data.pop("$comment"),
         "x-topic": str(topic),
         "x-cloudevents-type": str(spec.ce_type),
         "x-kafka-key": spec.key_field,
-        **data_schema(topic),
+        **data,
     }
 
 
@@ -59,7 +60,7 @@ def data_schema(topic: Topic, ref_template: str = "#/$defs/{model}") -> dict[str
     mode: JsonSchemaMode = "validation" if topic in INPUT_MODELS else "serialization"
     schema = DATA_MODELS[topic].model_json_schema(mode=mode, ref_template=ref_template)
     _open_objects(schema)
-    return schema
+    return {"$comment": UNKNOWN_FIELDS["input" if TOPICS[topic].is_input else "output"], **schema}
 
 
 def _open_objects(node: Any) -> None:

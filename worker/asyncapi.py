@@ -179,8 +179,9 @@ def _correlation_id(spec: TopicSpec) -> dict[str, str] | None:
             "location": "$message.header#/ce_id",
         }
     if not spec.is_input and "request_id" in DATA_MODELS[spec.topic].model_fields:
+        expiry = " (null for an expiry)" if spec.topic is Topic.SUBSCRIPTION_TERMINATED else ""
         return {
-            "description": "The ce_id of the termination-requested event this answers (null for an expiry).",
+            "description": f"The ce_id of the termination-requested event this answers{expiry}.",
             "location": "$message.payload#/request_id",
         }
     return None
@@ -203,9 +204,10 @@ def headers_schema(spec: TopicSpec) -> dict[str, Any]:
         "ce_id": {
             **text,
             "description": (
-                "The event's id. On an input, its idempotency key: the same ce_id again has no "
-                "second effect. On an output, fixed when the decision is stored: a re-publish keeps "
-                "it, so de-duplicate on it."
+                "The event's id and idempotency key: the same ce_id again has no second effect; "
+                "the same ce_id with other data is dead-lettered."
+                if spec.is_input
+                else "Fixed when the decision is stored: a re-publish keeps it, so de-duplicate on it."
             ),
         },
         "ce_source": {
@@ -223,10 +225,11 @@ def headers_schema(spec: TopicSpec) -> dict[str, Any]:
     if spec.is_input:
         properties["content-type"] = {
             "type": "string",
-            "pattern": "^application/json",
+            "examples": [JSON_CONTENT_TYPE],
             "description": (
-                "application/json; a message without it is read as JSON. "
-                f"{STRUCTURED_CONTENT_TYPE} means structured mode (the whole event as the value)."
+                f"{JSON_CONTENT_TYPE}; a message without it is read as JSON. With "
+                f"{STRUCTURED_CONTENT_TYPE} the message is in structured mode instead: the whole event "
+                "is the value, and these ce_ headers are not read."
             ),
         }
         required = ["ce_specversion", "ce_id", "ce_source", "ce_type"]
