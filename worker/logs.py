@@ -12,6 +12,8 @@ import json
 import logging
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -67,10 +69,39 @@ def _text_value(value: Any) -> str:
     return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
 
 
+class RepeatLimiter(logging.Filter):
+    """Lets the first record of each logger and message template through, then at most one every
+    `every` seconds, carrying how many it held back (`repeated`). For client libraries that log each
+    failed reconnect: aiokafka writes some 130 lines a second while its broker is away."""
+
+    def __init__(
+        self, prefixes: tuple[str, ...], every: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._every = every
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # -> (last let through, held back since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
+        key, now = (record.name, str(record.msg)), self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self._every:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if last is not None and last[1]:
+            record.repeated = last[1]
+        return True
+
+
 def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     """Root logging to stderr in the chosen format; replaces handlers set before (a second call wins)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingJsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(RepeatLimiter(("aiokafka",)))  # a broker outage: a few lines, not thousands
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

@@ -23,6 +23,8 @@ from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
 from worker.db.bulk import wanted
 from worker.db.tables import outbox
+from worker.failures import FailureKind, classify
+from worker.pipeline import Outage, RetryPolicy
 from worker.records import OutboundRecord, SendAll
 
 log = logging.getLogger(__name__)
@@ -83,18 +85,23 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, poll_seconds: float) -> None:
-        """Relay until cancelled; failures are logged and retried with backoff, never lost."""
-        backoff = poll_seconds
+        """Relay until cancelled; failures are retried with jittered backoff, never lost. An outage
+        is logged as it starts, now and then while it lasts and when it ends (worker.pipeline.Outage);
+        only an error that is no outage carries its traceback, on its first line."""
+        meanwhile = "unsent events stay in the outbox; retrying with backoff"
+        outage = Outage(
+            "outbox relay", RetryPolicy(backoff_seconds=poll_seconds), meanwhile=meanwhile, logger=log
+        )
         while True:
+            delay = poll_seconds
             try:
                 while await self.relay_once() == self._batch_size:
                     pass
-                backoff = poll_seconds
-            except Exception:  # the broker or the database is away: keep the rows, try again
-                log.exception("outbox relay failed; retrying in %.1fs", backoff)
-                backoff = min(backoff * 2, 30.0)
+                outage.ended()
+            except Exception as error:  # noqa: BLE001 - the broker or the database is away: keep the rows
+                delay = outage.failed(error, traceback=classify(error) is not FailureKind.INFRASTRUCTURE)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
 
     async def relay_once(self) -> int:

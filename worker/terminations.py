@@ -46,7 +46,14 @@ from worker.db.tables import (
 )
 from worker.domain.money import Money
 from worker.domain.policy import RefundDecision, RefundMethod, RefundPolicy, TerminationTerms
-from worker.domain.termination import History, Rejection, judge_request
+from worker.domain.termination import (
+    OWN_CREDIT_NOTES_INCLUDE_TAX,
+    History,
+    Rejection,
+    credit_note_display_number,
+    judge_request,
+    number_in_order,
+)
 from worker.outbox import OutboxEvent, derived_id
 
 
@@ -133,7 +140,8 @@ async def apply_termination_batch(
                 used_notes.add(result.decision.credit_note.credit_note_id)
             batch.accepted.append((command, result.decision))
 
-    numbers = await _next_credit_note_numbers(conn, _own_notes_per_reseller(batch.accepted))
+    first_numbers = await _next_credit_note_numbers(conn, _own_notes_per_reseller(batch.accepted))
+    numbers = _own_note_numbers(batch.accepted, first_numbers)
     balances = await _add_to_balances(conn, _credits_per_account(batch.accepted), now)
     # Rows and events in input order, so a rejection never overtakes the termination it refers to.
     for result in batch.results:
@@ -199,10 +207,32 @@ def _chosen_notes(commands: Iterable[TerminationCommand]) -> set[str]:
 
 def _own_notes_per_reseller(accepted: Iterable[tuple[TerminationCommand, RefundDecision]]) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
-    for command, decision in accepted:
-        if decision.method is RefundMethod.ACCOUNT_CREDIT:
-            counts[command.reseller_id] += 1
+    for command in _issuing_own_notes(accepted):
+        counts[command.reseller_id] += 1
     return counts
+
+
+def _issuing_own_notes(
+    accepted: Iterable[tuple[TerminationCommand, RefundDecision]],
+) -> list[TerminationCommand]:
+    """The requests that get a credit note of the worker's own, in the order they were read."""
+    return [command for command, decision in accepted if decision.method is RefundMethod.ACCOUNT_CREDIT]
+
+
+_RequestKey = tuple[str, str]  # (reseller_id, request_id): a ce_id is unique within its reseller only
+
+
+def _request_key(command: TerminationCommand) -> _RequestKey:
+    return (command.reseller_id, command.request_id)
+
+
+def _own_note_numbers(
+    accepted: Sequence[tuple[TerminationCommand, RefundDecision]], first_numbers: Mapping[str, int]
+) -> dict[_RequestKey, int]:
+    """Each request's credit-note number: per reseller, in the order the requests were read."""
+    issuing = _issuing_own_notes(accepted)
+    numbers = number_in_order([command.reseller_id for command in issuing], first_numbers)
+    return {_request_key(command): number for command, number in zip(issuing, numbers, strict=True)}
 
 
 async def _next_credit_note_numbers(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
@@ -301,7 +331,7 @@ def _record_termination(
     batch: _Batch,
     command: TerminationCommand,
     decision: RefundDecision,
-    first_numbers: dict[str, int],
+    numbers: Mapping[_RequestKey, int],
     balances: Mapping[_AccountKey, _BalanceCursor],
 ) -> None:
     now = batch.now
@@ -323,7 +353,7 @@ def _record_termination(
         }
     )
     if decision.refundable:
-        _record_refund(batch, command, decision, first_numbers, balances)
+        _record_refund(batch, command, decision, numbers, balances)
     batch.events.append(_terminated_event(command, decision, now))
 
 
@@ -331,12 +361,12 @@ def _record_refund(
     batch: _Batch,
     command: TerminationCommand,
     decision: RefundDecision,
-    first_numbers: dict[str, int],
+    numbers: Mapping[_RequestKey, int],
     balances: Mapping[_AccountKey, _BalanceCursor],
 ) -> None:
     now = batch.now
     refund_id = derived_id(command.request_id, "refund")
-    note = _credit_note(command, decision, first_numbers, now)
+    note = _credit_note(command, decision, numbers, now)
     currency = decision.amount.currency.code
     batch.credit_notes.append(
         {
@@ -348,6 +378,9 @@ def _record_refund(
             "currency": currency,
             "amount_minor": decision.amount.minor,
             "issued_at": now,
+            "display_number": note.display_number,
+            "reason": note.reason,
+            "amounts_include_tax": note.amounts_include_tax,
         }
     )
     batch.refunds.append(
@@ -375,21 +408,24 @@ def _record_refund(
 
 
 def _credit_note(
-    command: TerminationCommand, decision: RefundDecision, first_numbers: dict[str, int], now: datetime
+    command: TerminationCommand, decision: RefundDecision, numbers: Mapping[_RequestKey, int], now: datetime
 ) -> IssuedCreditNote:
-    """The operator's note when one was chosen (the refund is that note), else the worker's own."""
+    """The operator's note when one was chosen (the refund is that note: the invoice app numbers and
+    describes it, so number, display_number, reason and tax stay null), else the worker's own."""
     if decision.credit_note is not None:
         chosen = decision.credit_note
         return IssuedCreditNote(
             credit_note_id=chosen.credit_note_id, number=None, amount=str(chosen.amount), issued_at=None
         )
-    number = first_numbers[command.reseller_id]
-    first_numbers[command.reseller_id] += 1
+    number = numbers[_request_key(command)]
     return IssuedCreditNote(
         credit_note_id=derived_id(command.request_id, "credit-note"),
         number=number,
         amount=str(decision.amount),
         issued_at=now,
+        display_number=credit_note_display_number(command.reseller_id, number),
+        reason=command.reason,
+        amounts_include_tax=OWN_CREDIT_NOTES_INCLUDE_TAX,
     )
 
 

@@ -143,6 +143,11 @@ async def test_decides_every_rule_and_publishes_contract_events(worker: Worker, 
             "account_credit",
         )
         assert refund["credit_note"]["number"] >= 1
+        assert refund["credit_note"]["display_number"] == (
+            f"CN-{data['reseller_id']}-{refund['credit_note']['number']:06d}"
+        )
+        assert refund["credit_note"]["reason"] == data["reason"]
+        assert refund["credit_note"]["amounts_include_tax"] is True
 
 
 async def test_credits_the_account_and_numbers_credit_notes_without_gaps(
@@ -255,6 +260,9 @@ async def test_chosen_credit_note_is_the_refund_and_leaves_credits_alone(
         "number": None,
         "amount": "95.00",
         "issued_at": None,
+        "display_number": None,
+        "reason": None,
+        "amounts_include_tax": None,
     }
     credited = [
         r for r in watcher.received if r.topic == Topic.CREDITS_UPDATED and r.key == data["account_id"]

@@ -318,3 +318,45 @@ def test_dashboard_shows_every_metric_of_the_worker_itself() -> None:
     used = set().union(*(metric_names(expr) for expr in dashboard_queries()))
     shown = {re.sub(r"_(total|bucket|count|sum|created)$", "", name) for name in used}
     assert {family for family in families if not family.startswith(tuple(faststream))} <= shown
+
+
+# --- runbooks ----------------------------------------------------------------------------------
+
+PRODUCTION_DOC = DEPLOY.parent / "docs" / "production.md"
+RUNBOOK_PREFIX = "docs/production.md#"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    (rules,) = load_all(DEPLOY / "prometheus" / "alerts.yaml")
+    return [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces to '-'."""
+    headings = re.findall(r"^#{1,6} (.+?)\s*$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_heading_anchors_are_the_ones_github_makes() -> None:
+    assert heading_anchors("# Kafka over TLS/SASL, PostgreSQL\n### RefundWorkerAbsent \n") == {
+        "kafka-over-tlssasl-postgresql",
+        "refundworkerabsent",
+    }
+
+
+def test_every_alert_links_a_runbook_section_of_the_production_guide() -> None:
+    anchors = heading_anchors(PRODUCTION_DOC.read_text(encoding="utf-8"))
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
+        url = rule["annotations"].get("runbook_url", "")
+        assert url.startswith(RUNBOOK_PREFIX), f"{rule['alert']} has no runbook_url into docs/production.md"
+        assert url.removeprefix(RUNBOOK_PREFIX) in anchors, f"{url} of {rule['alert']} is no section"
+
+
+def test_every_runbook_says_what_it_means_what_to_check_and_what_to_do() -> None:
+    text = PRODUCTION_DOC.read_text(encoding="utf-8")
+    for rule in alert_rules():
+        section = text.split(f"\n### {rule['alert']}\n", 1)[1].split("\n#", 1)[0]
+        for part in ("**What it means.**", "**What to check.**", "**What to do.**"):
+            assert part in section, f"the runbook of {rule['alert']} lacks {part}"

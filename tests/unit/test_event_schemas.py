@@ -337,7 +337,13 @@ def refund_issued(**changes: Any) -> RefundIssued:
         "cycle_months": 12,
         "policy_amount": "110.00",
         "credit_note": IssuedCreditNote(
-            credit_note_id="cn-1", number=42, amount="110.00", issued_at=ISSUED_AT
+            credit_note_id="cn-1",
+            number=42,
+            amount="110.00",
+            issued_at=ISSUED_AT,
+            display_number="CN-res-1-000042",
+            reason="customer asked",
+            amounts_include_tax=True,
         ),
         "issued_at": ISSUED_AT,
     }
@@ -390,6 +396,9 @@ def test_refund_issued_carries_exactly_the_contract_fields() -> None:
         "number": 42,
         "amount": "110.00",
         "issued_at": "2021-04-17T02:00:00Z",
+        "display_number": "CN-res-1-000042",
+        "reason": "customer asked",
+        "amounts_include_tax": True,
     }
     assert (body["method"], body["rule"], body["amount"]) == ("account_credit", "unused_months", "110.00")
 
@@ -406,6 +415,9 @@ def test_refund_by_the_operators_credit_note_leaves_unknown_number_and_date_null
         "number": None,
         "amount": "50.00",
         "issued_at": None,
+        "display_number": None,
+        "reason": None,
+        "amounts_include_tax": None,
     }
 
 

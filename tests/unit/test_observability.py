@@ -161,4 +161,5 @@ def test_gauges_of_shared_state_are_exported_before_the_first_scrape_reads_them(
 def test_each_worker_has_a_registry_of_its_own() -> None:
     first, second = WorkerMetrics(), WorkerMetrics()
     first.decisions.labels("terminated").inc()
-    assert sample(second, "refund_worker_decisions_total", outcome="terminated") is None
+    assert sample(first, "refund_worker_decisions_total", outcome="terminated") == 1
+    assert sample(second, "refund_worker_decisions_total", outcome="terminated") == 0

@@ -118,6 +118,11 @@ credit_notes = Table(
     _now(),
     UniqueConstraint("reseller_id", "number"),
     CheckConstraint("issued_by_worker = (number IS NOT NULL)", name="numbered_iff_ours"),
+    # Migration 0006: how an invoice app shows the worker's own note (null on the operator's, and on
+    # notes a release before 0006 wrote during a rollout, which 0006 could not backfill).
+    Column("display_number", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("amounts_include_tax", Boolean, nullable=True),
 )
 
 # The last credit-note number given per reseller. Incremented in the refund's own transaction, so

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from worker.domain.errors import DomainError
 from worker.domain.policy import (
     DEFAULT_POLICY,
     CreditNoteInvalid,
@@ -55,3 +57,33 @@ def judge_request(
             f"credit note {note_id} already backs another refund",
         )
     return decision
+
+
+# --- the worker's own credit notes --------------------------------------------------------------
+
+CREDIT_NOTE_PREFIX = "CN"
+CREDIT_NOTE_DIGITS = 6
+
+OWN_CREDIT_NOTES_INCLUDE_TAX = True
+"""The worker's credit note gives back a share of what was paid, and amount_paid is what the
+customer was charged, tax included: so the note's amount includes tax as it was paid. The input
+says nothing of tax, so the note cannot split it out; the invoice app shows it as tax-inclusive."""
+
+
+def credit_note_display_number(reseller_id: str, number: int) -> str:
+    """The number as an invoice app shows it: `CN-<reseller>-000042`. Six digits keep the first
+    million in sort order; a larger number simply grows (never cut), so each stays unique."""
+    if number < 1:
+        raise DomainError(f"credit-note numbers start at 1, got {number}")
+    return f"{CREDIT_NOTE_PREFIX}-{reseller_id}-{number:0{CREDIT_NOTE_DIGITS}d}"
+
+
+def number_in_order(resellers: Iterable[str], first_numbers: Mapping[str, int]) -> list[int]:
+    """The numbers of notes issued in this order (one reseller per note), each reseller counting
+    on from its first reserved number: a batch numbers its notes in the order they were read."""
+    following = dict(first_numbers)
+    numbers = []
+    for reseller in resellers:
+        numbers.append(following[reseller])
+        following[reseller] += 1
+    return numbers

@@ -1,0 +1,31 @@
+"""A PostgreSQL database of one test alone, created and dropped around it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from worker.settings import async_database_url
+
+
+@asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """A plain postgresql:// URL of a new, empty database on the server of `server_url`."""
+    name = f"refund_svc_{secrets.token_hex(6)}"
+    server = create_async_engine(
+        async_database_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    try:
+        async with server.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+        async with server.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await server.dispose()
