@@ -1,7 +1,8 @@
 """CloudEvents 1.0 over Kafka, as the contract uses it (section 1).
 
 Out: binary content mode, always. The value is the JSON data; the attributes are the headers
-`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time` (RFC 3339) and `content-type`.
+`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time` (RFC 3339), `ce_dataschema` (the `$id` of
+the topic's JSON Schema) and `content-type`.
 
 In: binary mode, or structured mode (`content-type: application/cloudevents+json`, the whole event as
 the JSON value); the content type decides, as the Kafka binding says.
@@ -25,6 +26,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from schemas.dataschema import schema_id
 from schemas.errors import (
     InvalidAttribute,
     InvalidEnvelope,
@@ -145,19 +147,27 @@ def read_input(
     return InputEvent(event.attributes, validate_data(INPUT_MODELS[spec.topic], event.data), event.key)
 
 
-def binary_headers(*, event_id: str, source: str, ce_type: str, time: datetime) -> list[tuple[str, bytes]]:
-    """The binary-mode headers of an outgoing event. `event_id` is fixed when the decision is stored."""
+def binary_headers(
+    *, event_id: str, source: str, ce_type: str, time: datetime, dataschema: str | None = None
+) -> list[tuple[str, bytes]]:
+    """The binary-mode headers of an outgoing event. `event_id` is fixed when the decision is stored.
+
+    `dataschema` (the worker's outputs: `schema_id(topic)`) becomes `ce_dataschema`, omitted when None.
+    """
     for name, text in (("event_id", event_id), ("source", source), ("ce_type", ce_type)):
         if not text:
             raise ValueError(f"{name} must not be empty")
-    return [
+    headers = [
         ("ce_specversion", SPEC_VERSION.encode()),
         ("ce_id", event_id.encode()),
         ("ce_source", source.encode()),
         ("ce_type", ce_type.encode()),
         ("ce_time", format_time(time).encode()),
-        (CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),
     ]
+    if dataschema is not None:
+        headers.append(("ce_dataschema", dataschema.encode()))
+    headers.append((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()))
+    return headers
 
 
 def encode_output(
@@ -165,7 +175,9 @@ def encode_output(
 ) -> OutgoingMessage:
     """Everything to publish an output event: its topic, key, JSON value and CloudEvents headers."""
     spec = topic_of(type(data))
-    headers = binary_headers(event_id=event_id, source=source, ce_type=spec.ce_type, time=time)
+    headers = binary_headers(
+        event_id=event_id, source=source, ce_type=spec.ce_type, time=time, dataschema=schema_id(spec.topic)
+    )
     return OutgoingMessage(spec.topic, message_key(data), encode_data(data), headers)
 
 

@@ -5,6 +5,12 @@
 
 The files are for the teams on the other side of the topics; the models stay the source of truth, and
 tests/unit/test_schema_files.py fails when the committed files fall behind them.
+
+Every object in every schema says `additionalProperties: true`, whatever the model does inside the
+worker. On outputs it is the contract's promise that fields may be added (v2 adds some): a consumer's
+generated validator must let them through, while the worker's own output models still forbid extra
+fields so that a typo fails before it is published. On inputs it is what the worker does: fields it
+does not know are ignored (docs/producers-guide.md).
 """
 
 from __future__ import annotations
@@ -17,12 +23,17 @@ from typing import Any
 
 from pydantic.json_schema import JsonSchemaMode
 
+from schemas.dataschema import schema_id
 from schemas.events import DATA_MODELS, INPUT_MODELS
 from schemas.topics import TOPICS, Topic
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 SUFFIX = ".schema.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
+UNKNOWN_FIELDS = {
+    "input": "Fields beyond these are ignored by the worker; types and required fields are checked strictly.",
+    "output": "Fields may be added to this event, never renamed or removed: ignore the ones you do not know.",
+}
 
 
 def file_name(topic: Topic) -> str:
@@ -31,17 +42,36 @@ def file_name(topic: Topic) -> str:
 
 def schema_for(topic: Topic) -> dict[str, Any]:
     """The schema of `topic`'s data: what producers may send (inputs) or what the worker writes (outputs)."""
-    model = DATA_MODELS[topic]
     spec = TOPICS[topic]
-    mode: JsonSchemaMode = "validation" if topic in INPUT_MODELS else "serialization"
+    data = data_schema(topic)
     return {
         "$schema": DIALECT,
-        "$id": f"urn:refund-worker:schema:{topic}:v1",
+        "$id": schema_id(topic),
+        "$comment": data.pop("$comment"),
         "x-topic": str(topic),
         "x-cloudevents-type": str(spec.ce_type),
         "x-kafka-key": spec.key_field,
-        **model.model_json_schema(mode=mode),
+        **data,
     }
+
+
+def data_schema(topic: Topic, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+    """The model's JSON Schema with every object open to unknown fields (see the module's docstring)."""
+    mode: JsonSchemaMode = "validation" if topic in INPUT_MODELS else "serialization"
+    schema = DATA_MODELS[topic].model_json_schema(mode=mode, ref_template=ref_template)
+    _open_objects(schema)
+    return {"$comment": UNKNOWN_FIELDS["input" if TOPICS[topic].is_input else "output"], **schema}
+
+
+def _open_objects(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "object" and "properties" in node:
+            node["additionalProperties"] = True
+        for child in node.values():
+            _open_objects(child)
+    elif isinstance(node, list):
+        for child in node:
+            _open_objects(child)
 
 
 def render_all() -> dict[str, str]:

@@ -1,7 +1,9 @@
 """The `data` of the events the worker publishes (contract section 1, outputs).
 
 Field names and enum values are the contract's, exactly; extra fields are forbidden so that a typo in
-the worker fails here rather than reaching the invoice and notification services. Money is text with
+the worker fails here rather than reaching the invoice and notification services. The JSON Schemas
+published for consumers say the opposite on purpose (`additionalProperties: true`, schemas/export.py):
+the contract lets fields be added, and a consumer's validator must let them through. Money is text with
 exactly the currency's minor digits: build it with `str(money)`. The few invariants the contract states
 (a refund is above zero, no refund means a reason) are checked too, because a wrong event once
 published cannot be taken back.

@@ -143,8 +143,8 @@ def asyncapi(
         Path | None, typer.Option("--check", help="Only compare with this file; exit 1 when it differs.")
     ] = None,
 ) -> None:
-    """Print the AsyncAPI document of every topic the worker reads and writes, as FastStream
-    generates it (committed as schemas/asyncapi.json). Connects to nothing."""
+    """Print the AsyncAPI document of every topic the worker reads and writes, with the CloudEvents
+    headers, Kafka keys and examples (committed as schemas/asyncapi.json). Connects to nothing."""
     from worker.asyncapi import render
 
     document = asyncio.run(render())

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import BigInteger, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from schemas.dataschema import schema_id
 from schemas.envelope import binary_headers
 from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
@@ -133,6 +134,10 @@ class OutboxRelay:
 
     def _record(self, row: Any) -> OutboundRecord:
         headers = binary_headers(
-            event_id=row.event_id, source=self._source, ce_type=row.ce_type, time=row.ce_time
+            event_id=row.event_id,
+            source=self._source,
+            ce_type=row.ce_type,
+            time=row.ce_time,
+            dataschema=schema_id(row.topic),
         )
         return OutboundRecord(row.topic, row.key.encode(), row.json.encode(), tuple(headers))

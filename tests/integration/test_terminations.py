@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from schemas.dataschema import schema_id
 from schemas.events import OUTPUT_MODELS
 from schemas.topics import TOPICS, Topic, dead_letter_topic
 from tests.integration.harness import (
@@ -60,6 +61,7 @@ def assert_is_contract_event(message: Received) -> None:
     assert message.headers["content-type"] == b"application/json"
     assert message.headers["ce_source"]
     assert message.headers["ce_time"]
+    assert message.headers["ce_dataschema"].decode() == schema_id(spec.topic)
     assert message.key == message.data[spec.key_field]
 
 

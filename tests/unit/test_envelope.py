@@ -33,6 +33,7 @@ from schemas.errors import (
     UnsupportedContentType,
 )
 from schemas.events import SubscriptionExpired, TerminationRejected, TerminationRequested
+from schemas.export import render_all
 from schemas.outputs import RejectionReason
 from schemas.topics import CeType, Topic
 
@@ -349,6 +350,31 @@ def test_encodes_an_output_that_the_sdk_reads_back() -> None:
     )
     assert event.get_data() == json.loads(message.value)
     assert json.loads(message.value)["reason_code"] == "credit_note_already_used"
+
+
+def test_an_output_names_its_topics_schema_id_as_dataschema() -> None:
+    rejected = TerminationRejected(
+        request_id="ce-2",
+        subscription_id="sub-1",
+        account_id="acc-1",
+        reason_code=RejectionReason.ALREADY_TERMINATED,
+        detail="the subscription is already terminated",
+    )
+    message = encode_output(rejected, event_id="out-9", time=TIME)
+    assert [name for name, _ in message.headers] == [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "ce_dataschema",
+        "content-type",
+    ]
+    event = sdk_kafka.from_binary(
+        sdk_kafka.KafkaMessage(dict(message.headers), message.key, message.value), JSONFormat(), CloudEvent
+    )
+    assert event.get_dataschema() == "urn:refund-worker:schema:termination-rejected:v1"
+    assert event.get_dataschema() == json.loads(render_all()["termination-rejected.schema.json"])["$id"]
 
 
 def test_round_trips_an_expiry_through_its_own_headers() -> None:
