@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.deadletter import dead_letter
+from worker.db.tables import oversize_dead_letters
+from worker.deadletter import FAILURE_REASON, dead_letter, fit_for_broker
 from worker.failures import FailureKind, PoisonMessage, RetriesExhausted, brief, classify, failure_reason
 from worker.records import InboundRecord, OutboundRecord, SendAll, next_offsets
 
@@ -187,12 +189,44 @@ class BatchPipeline(Generic[C]):
         if not poison:
             return
         letters = [
-            dead_letter(record, error, group=self._group, reason=failure_reason(error))
+            fit_for_broker(dead_letter(record, error, group=self._group, reason=failure_reason(error)))
             for record, error, _ in poison
         ]
-        await self._send_until_acknowledged(letters)
+        cut = [
+            (record, letter)
+            for (record, *_), (letter, was_cut) in zip(poison, letters, strict=True)
+            if was_cut
+        ]
+        if cut:
+            await self._keep_originals(cut)
+        await self._send_until_acknowledged([letter for letter, _ in letters])
         for record, error, kind in poison:
             self._observer.dead_lettered(record, failure_reason(error), kind)
+
+    async def _keep_originals(self, cut: Sequence[tuple[InboundRecord, OutboundRecord]]) -> None:
+        """The whole records whose dead letters were cut to fit the broker, kept in PostgreSQL before
+        the cut letters are sent. Waits out an outage; any other failure is logged and the cut
+        letters still go (a dead letter that is never sent would rewind its batch without end)."""
+        rows = [_original_row(record, letter, self._group) for record, letter in cut]
+        statement = insert(oversize_dead_letters).on_conflict_do_nothing()
+        outage = Outage("database (oversize dead letters)", self._retry)
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(statement, rows)
+            except Exception as error:  # noqa: BLE001 - classified: an outage is waited out
+                if classify(error) is FailureKind.INFRASTRUCTURE:
+                    await outage.wait(error)
+                    continue
+                log.error(
+                    "could not keep the originals of %d oversize dead letters: %s", len(rows), brief(error)
+                )
+                return
+            outage.ended()
+            log.warning(
+                "%d dead letters cut to fit the broker; originals kept in oversize_dead_letters", len(rows)
+            )
+            return
 
     async def _send_until_acknowledged(self, letters: Sequence[OutboundRecord]) -> None:
         """Dead letters are never dropped: while the broker is away, wait and send them again (a
@@ -208,6 +242,22 @@ class BatchPipeline(Generic[C]):
                 continue
             outage.ended()
             return
+
+
+def _original_row(record: InboundRecord, letter: OutboundRecord, group: str) -> dict[str, object]:
+    return {
+        "original_topic": record.topic,
+        "original_partition": record.partition,
+        "original_offset": record.offset,
+        "consumer_group": group,
+        "dead_letter_topic": letter.topic,
+        "failure_reason": dict(letter.headers).get(FAILURE_REASON, b"").decode("utf-8", "replace"),
+        "original_timestamp_ms": record.timestamp_ms,
+        "key": record.key,
+        "value": record.value,
+        "header_names": [name.encode("utf-8", "surrogateescape") for name, _ in record.headers],
+        "header_values": [value for _, value in record.headers],
+    }
 
 
 class Outage:
