@@ -60,7 +60,11 @@ class RetryPolicy:
 
 
 class PipelineObserver:
-    """What a pipeline reports as it works; these do nothing (worker/observability.py counts them)."""
+    """What a pipeline reports as it works; these do nothing (worker/observability.py counts them,
+    worker/health.py judges liveness by them)."""
+
+    def batch_started(self, records: Sequence[InboundRecord]) -> None:
+        """The pipeline took these records in hand (again, when a rewound batch comes back)."""
 
     def batch_handled(self, records: Sequence[InboundRecord], seconds: float) -> None:
         """The batch is decided, committed and its poison dead-lettered: its offsets can be committed."""
@@ -70,6 +74,29 @@ class PipelineObserver:
 
     def dead_lettered(self, record: InboundRecord, reason: str, kind: FailureKind) -> None:
         """The record went to its dead-letter topic (acknowledged by the broker)."""
+
+
+class ObserverGroup(PipelineObserver):
+    """Several observers, each told everything, in order."""
+
+    def __init__(self, *observers: PipelineObserver) -> None:
+        self._observers = observers
+
+    def batch_started(self, records: Sequence[InboundRecord]) -> None:
+        for observer in self._observers:
+            observer.batch_started(records)
+
+    def batch_handled(self, records: Sequence[InboundRecord], seconds: float) -> None:
+        for observer in self._observers:
+            observer.batch_handled(records, seconds)
+
+    def attempt_failed(self, records: Sequence[InboundRecord], kind: FailureKind) -> None:
+        for observer in self._observers:
+            observer.attempt_failed(records, kind)
+
+    def dead_lettered(self, record: InboundRecord, reason: str, kind: FailureKind) -> None:
+        for observer in self._observers:
+            observer.dead_lettered(record, reason, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +130,7 @@ class BatchPipeline(Generic[C]):
 
     async def process(self, records: Sequence[InboundRecord]) -> BatchReport:
         started = time.perf_counter()
+        self._observer.batch_started(records)
         good: list[tuple[InboundRecord, C]] = []
         poison: list[tuple[InboundRecord, BaseException, FailureKind]] = []
         for record in records:
