@@ -282,6 +282,8 @@ def _optional(found: Mapping[str, object], name: str, where: str) -> str | None:
     limit = ID_MAX_LENGTH if name == "id" else ATTRIBUTE_MAX_LENGTH
     if isinstance(value, str) and len(value) > limit:
         raise OversizeMessage(f"{where}{name} has {len(value)} characters, more than the {limit} allowed")
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidAttribute(f"{where}{name} must not contain U+0000 (NUL)")
     if value is None or (value and isinstance(value, str)):
         return value
     raise InvalidAttribute(f"{where}{name} must be a non-empty string, got {shown(value)}")

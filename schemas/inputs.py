@@ -17,13 +17,14 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_core import InitErrorDetails
 
-from schemas.limits import CYCLE_MONTHS_MAX, NAME_MAX_LENGTH
+from schemas.limits import CYCLE_MONTHS_MAX
 from schemas.wire import (
     CurrencyCode,
     Identifier,
     IsoDate,
     MoneyText,
     NameText,
+    OptionalText,
     ReasonText,
     Timestamp,
     TimeZoneName,
@@ -62,7 +63,7 @@ class TerminationRequested(InputData):
     account_id: Identifier
     reseller_id: Identifier
     """The portal owner."""
-    product: Annotated[str, Field(max_length=NAME_MAX_LENGTH)] | None = None
+    product: OptionalText | None = None
     """For humans."""
     cycle_start: IsoDate
     """First day of the current paid cycle (purchase or last renewal)."""

@@ -132,6 +132,14 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise custom_error(
+            "nul_character", "must not contain U+0000 (NUL), which PostgreSQL text cannot hold"
+        )
+    return value
+
+
 def _known_currency(code: str) -> str:
     try:
         return Currency.of(code).code
@@ -180,6 +188,7 @@ Identifier = Annotated[
     str,
     Field(min_length=1, max_length=ID_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_not_blank),
+    AfterValidator(_storable),
 ]
 """An id of the contract (subscription, account, reseller, credit note): non-blank, bounded."""
 
@@ -187,6 +196,7 @@ NameText = Annotated[
     str,
     Field(min_length=1, max_length=NAME_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_not_blank),
+    AfterValidator(_storable),
 ]
 """A short human text (who asked): non-blank, bounded."""
 
@@ -194,8 +204,12 @@ ReasonText = Annotated[
     str,
     Field(min_length=1, max_length=REASON_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_not_blank),
+    AfterValidator(_storable),
 ]
 """Free text (why): non-blank, bounded."""
+
+OptionalText = Annotated[str, Field(max_length=NAME_MAX_LENGTH), AfterValidator(_storable)]
+"""A short human text that may be empty (the product's name): bounded."""
 
 CurrencyCode = Annotated[
     str,
