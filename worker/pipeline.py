@@ -139,7 +139,10 @@ class BatchPipeline(Generic[C]):
             except Exception as error:
                 kind = classify(error)
                 if kind is not FailureKind.POISON:
-                    raise
+                    # Parsing is pure: a message it fails on fails again at every redelivery, so
+                    # raising would rewind the batch without end. Dead-letter it, as a bug to fix.
+                    log.error("parsing %s[%d]@%d failed unexpectedly", *_where(record), exc_info=error)
+                    self._observer.attempt_failed([record], kind)
                 poison.append((record, error, kind))
         poison += await self._apply_isolating(good)
         self._after_commit()
@@ -270,6 +273,10 @@ class BatchPipeline(Generic[C]):
                 continue
             outage.ended()
             return
+
+
+def _where(record: InboundRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
 
 
 def _original_row(record: InboundRecord, letter: OutboundRecord, group: str) -> dict[str, object]:

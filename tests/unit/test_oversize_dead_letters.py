@@ -148,3 +148,34 @@ async def test_an_oversize_poison_message_is_dead_lettered_cut_and_kept_whole_in
     )
     assert (kept["key"], kept["value"], kept["failure_reason"]) == (b"sub-1", original.value, "not_json")
     assert (kept["header_names"], kept["header_values"]) == ([b"ce_id"], [b"ce-1"])
+
+
+async def test_a_message_the_parser_fails_on_unexpectedly_is_dead_lettered_not_rewound() -> None:
+    def buggy(record: InboundRecord) -> str:
+        if record.offset == 77:
+            raise RecursionError("maximum recursion depth exceeded")
+        return "ok"
+
+    applied: list[str] = []
+
+    async def apply(conn: AsyncConnection, commands: Sequence[str]) -> Applied:
+        applied.extend(commands)
+        return Applied([])
+
+    broker = Broker()
+    pipeline = BatchPipeline(
+        engine=cast(AsyncEngine, Database()),
+        parse=buggy,
+        apply=apply,
+        send_all=broker,
+        consumer_group="group",
+        retry=RetryPolicy(backoff_seconds=0.0),
+    )
+    first = inbound(b"{}")
+    report = await pipeline.process([first, dataclasses.replace(first, offset=78)])
+
+    assert report.offsets == {("termination-requested", 2): 79}
+    assert applied == ["ok"]
+    [letter] = broker.acknowledged
+    assert header(letter, "kafka_dlt-failure-reason") == b"unexpected"
+    assert header(letter, "kafka_dlt-exception-fqcn") == b"builtins.RecursionError"
