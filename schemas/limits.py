@@ -53,8 +53,9 @@ VALUE_MAX_BYTES = 256 * 1024
 every field's maximum is a few kilobytes; fields producers add beyond the contract are ignored but
 still count here."""
 
-JSON_MAX_DEPTH = 200
-"""Nesting of JSON arrays and objects, as pydantic-core's parser (jiter) limits it; deeper is not JSON."""
+JSON_MAX_DEPTH = 201
+"""Levels of JSON arrays and objects (the outermost included), as pydantic-core's parser (jiter)
+limits them; deeper is not JSON. Both modes parse with it (tests/unit/test_input_limits.py)."""
 
 DEAD_LETTER_MAX_BYTES = 1_000_000
 """Bytes of a dead letter as the producer counts a record (aiokafka's estimate): below the

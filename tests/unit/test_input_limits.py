@@ -16,6 +16,7 @@ from schemas.limits import (
     ATTRIBUTE_MAX_LENGTH,
     CYCLE_MONTHS_MAX,
     ID_MAX_LENGTH,
+    JSON_MAX_DEPTH,
     KEY_MAX_BYTES,
     NAME_MAX_LENGTH,
     REASON_MAX_LENGTH,
@@ -175,3 +176,17 @@ def test_a_structured_event_nested_5000_deep_is_not_json() -> None:
 def test_nan_in_a_structured_event_is_not_json() -> None:
     with pytest.raises(NotJson):
         structured('{"specversion": "1.0", "id": NaN, "data": {}}')
+
+
+def test_json_nests_at_most_json_max_depth_levels_in_either_mode() -> None:
+    def nested(levels: int) -> str:  # the data object is the outermost level
+        inner = levels - 1
+        return '{"product": ' + "[" * inner + "]" * inner + "}"
+
+    with pytest.raises(InvalidEventData, match="product"):  # parsed, then refused as not a string
+        validate_data(TerminationRequested, nested(JSON_MAX_DEPTH).encode())
+    with pytest.raises(NotJson, match="recursion limit"):
+        validate_data(TerminationRequested, nested(JSON_MAX_DEPTH + 1).encode())
+    event = '{{"specversion": "1.0", "id": "x", "data": {}}}'
+    with pytest.raises(NotJson, match="recursion limit"):
+        structured(event.format(nested(JSON_MAX_DEPTH)))  # one level more: the event around the data
