@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from schemas.dataschema import schema_id
 from schemas.errors import (
@@ -45,8 +46,9 @@ from schemas.events import (
     topic_of,
     validate_data,
 )
+from schemas.limits import ATTRIBUTE_MAX_LENGTH, ID_MAX_LENGTH, KEY_MAX_BYTES, VALUE_MAX_BYTES
 from schemas.topics import spec_of
-from schemas.wire import Timestamp
+from schemas.wire import Timestamp, shown
 
 SPEC_VERSION = "1.0"
 CE_PREFIX = "ce_"
@@ -65,6 +67,11 @@ _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 
 Headers = Iterable[tuple[str, bytes | None]]
 """Kafka headers as clients give them: (name, value) pairs, names possibly repeated, values possibly null."""
+
+
+class OversizeMessage(InvalidEnvelope):
+    """The key, the value or an attribute is longer than any event of the contract can be
+    (schemas/limits.py): refused before it is parsed, so that no step spends long on it."""
 
 
 class ContentMode(StrEnum):
@@ -119,6 +126,7 @@ def parse_message(headers: Headers | None, value: bytes | None, key: bytes | Non
 
     In binary mode the value is not parsed here: `read_input` validates it (raising NotJson if need be).
     """
+    _check_sizes(value, key)
     found, content_type = _scan_headers(headers or ())
     if content_type is not None and _media_type(content_type).startswith("application/cloudevents"):
         return _structured(content_type, value, _decode_key(key))
@@ -189,6 +197,13 @@ def format_time(time: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def _check_sizes(value: bytes | None, key: bytes | None) -> None:
+    if value is not None and len(value) > VALUE_MAX_BYTES:
+        raise OversizeMessage(f"the value has {len(value)} bytes, more than the {VALUE_MAX_BYTES} allowed")
+    if key is not None and len(key) > KEY_MAX_BYTES:
+        raise OversizeMessage(f"the key has {len(key)} bytes, more than the {KEY_MAX_BYTES} allowed")
+
+
 def _scan_headers(headers: Headers) -> tuple[dict[str, str | None], str | None]:
     """The ce_* attributes (by name, without the prefix) and the content type, decoded as UTF-8."""
     found: dict[str, str | None] = {}
@@ -199,7 +214,7 @@ def _scan_headers(headers: Headers) -> tuple[dict[str, str | None], str | None]:
             attribute = lowered[len(CE_PREFIX) :]
             text = _header_text(name, raw)
             if found.get(attribute, text) != text:
-                raise InvalidAttribute(f"header {name} appears twice with different values")
+                raise InvalidAttribute(f"header {shown(name)} appears twice with different values")
             found[attribute] = text
         elif lowered == CONTENT_TYPE_HEADER:
             content_type = _header_text(name, raw)
@@ -208,11 +223,13 @@ def _scan_headers(headers: Headers) -> tuple[dict[str, str | None], str | None]:
 
 def _header_text(name: str, raw: bytes | None) -> str:
     if raw is None:
-        raise InvalidAttribute(f"header {name} has no value")
+        raise InvalidAttribute(f"header {shown(name)} has no value")
+    if len(raw) > ATTRIBUTE_MAX_LENGTH:
+        raise OversizeMessage(f"header {shown(name)} has {len(raw)} bytes, more than {ATTRIBUTE_MAX_LENGTH}")
     try:
         return raw.decode()
     except UnicodeDecodeError:
-        raise InvalidAttribute(f"header {name} is not UTF-8") from None
+        raise InvalidAttribute(f"header {shown(name)} is not UTF-8") from None
 
 
 def _decode_key(key: bytes | None) -> str | None:
@@ -230,8 +247,10 @@ def _structured(content_type: str, value: bytes | None, key: str | None) -> Inco
     if _media_type(content_type) != STRUCTURED_CONTENT_TYPE:
         raise UnsupportedContentType(f"content-type {content_type!r}: only {STRUCTURED_CONTENT_TYPE} is read")
     try:
-        event = json.loads(value or b"")
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        # pydantic-core's parser, not json.loads: it stops at a nesting depth (json.loads would raise
+        # RecursionError, which no caller expects) and refuses NaN and Infinity, which are not JSON.
+        event = from_json(value or b"", allow_inf_nan=False)
+    except ValueError as error:  # invalid JSON, invalid UTF-8, too deep
         raise NotJson(f"the structured event is not JSON: {error}") from None
     if not isinstance(event, dict):
         raise NotJson("the structured event is not a JSON object")
@@ -240,7 +259,7 @@ def _structured(content_type: str, value: bytes | None, key: str | None) -> Inco
         raise NotJson("the structured event's data is not a JSON object (data_base64 is not read)")
     if event.get("datacontenttype") not in (None, JSON_CONTENT_TYPE):
         raise UnsupportedContentType(
-            f"datacontenttype {event['datacontenttype']!r} is not {JSON_CONTENT_TYPE}"
+            f"datacontenttype {shown(event['datacontenttype'])} is not {JSON_CONTENT_TYPE}"
         )
     return IncomingEvent(_attributes(event, "attribute "), data, key, ContentMode.STRUCTURED)
 
@@ -272,9 +291,14 @@ def _required(found: Mapping[str, object], name: str, where: str) -> str:
 
 def _optional(found: Mapping[str, object], name: str, where: str) -> str | None:
     value = found.get(name)
+    limit = ID_MAX_LENGTH if name == "id" else ATTRIBUTE_MAX_LENGTH
+    if isinstance(value, str) and len(value) > limit:
+        raise OversizeMessage(f"{where}{name} has {len(value)} characters, more than the {limit} allowed")
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidAttribute(f"{where}{name} must not contain U+0000 (NUL)")
     if value is None or (value and isinstance(value, str)):
         return value
-    raise InvalidAttribute(f"{where}{name} must be a non-empty string, got {value!r}")
+    raise InvalidAttribute(f"{where}{name} must be a non-empty string, got {shown(value)}")
 
 
 def _time(text: str | None, where: str) -> datetime | None:
@@ -292,7 +316,13 @@ def _extensions(found: Mapping[str, object], where: str) -> Mapping[str, str]:
     for name in sorted(names):
         value = found[name]
         if _EXTENSION_NAME.fullmatch(name) is None:
-            raise InvalidAttribute(f"{where}{name}: extension names are 1-20 lowercase letters and digits")
-        if value is not None:
-            extensions[name] = value if isinstance(value, str) else json.dumps(value)
+            raise InvalidAttribute(
+                f"{where}{shown(name)}: extension names are 1-20 lowercase letters and digits"
+            )
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        if len(text) > ATTRIBUTE_MAX_LENGTH:
+            raise OversizeMessage(f"{where}{name} has {len(text)} characters, over {ATTRIBUTE_MAX_LENGTH}")
+        extensions[name] = text
     return MappingProxyType(extensions)

@@ -1,8 +1,9 @@
 """The `data` of the events the worker consumes (contract section 1, inputs).
 
 Strict about what they accept, so that a bad message is dead-lettered with the field named instead of
-being half-understood: no coercion ("12" is not 12, "true" is not true), money as strings parsed by the
-domain, timestamps with an offset only. Fields a producer adds beyond the contract are ignored.
+being half-understood, and bounded (every field has a maximum: schemas/limits.py): no coercion
+("12" is not 12, "true" is not true), money as strings parsed by the domain, timestamps with an
+offset only. Fields a producer adds beyond the contract are ignored.
 
 Validate what came off the wire: JSON text (`model_validate_json`, the fast path) or the object a
 structured-mode event decoded to. Dates and timestamps are read from text only, never from Python
@@ -16,11 +17,15 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_core import InitErrorDetails
 
+from schemas.limits import CYCLE_MONTHS_MAX
 from schemas.wire import (
     CurrencyCode,
+    Identifier,
     IsoDate,
     MoneyText,
-    NonBlankStr,
+    NameText,
+    OptionalText,
+    ReasonText,
     Timestamp,
     TimeZoneName,
     attempt,
@@ -48,22 +53,22 @@ class CreditNoteRequest(BaseModel):
 
     model_config = InputData.model_config
 
-    credit_note_id: NonBlankStr
+    credit_note_id: Identifier
     amount: MoneyText
     """Zero or above amount_paid is well-formed here; the rules reject it as credit_note_invalid."""
 
 
 class TerminationRequested(InputData):
-    subscription_id: NonBlankStr
-    account_id: NonBlankStr
-    reseller_id: NonBlankStr
+    subscription_id: Identifier
+    account_id: Identifier
+    reseller_id: Identifier
     """The portal owner."""
-    product: str | None = None
+    product: OptionalText | None = None
     """For humans."""
     cycle_start: IsoDate
     """First day of the current paid cycle (purchase or last renewal)."""
-    cycle_months: Annotated[int, Field(ge=1)]
-    """1 monthly, 12 yearly, any custom length."""
+    cycle_months: Annotated[int, Field(ge=1, le=CYCLE_MONTHS_MAX)]
+    """1 monthly, 12 yearly, any custom length up to a hundred years."""
     amount_paid: MoneyText
     """What was charged for this cycle, in `currency`."""
     currency: CurrencyCode
@@ -75,9 +80,9 @@ class TerminationRequested(InputData):
     """The reseller's "Allow Refund" portal setting."""
     requested_at: Timestamp
     """When the customer asked."""
-    requested_by: NonBlankStr
+    requested_by: NameText
     """The operator or user who asked."""
-    reason: NonBlankStr
+    reason: ReasonText
     """Why; the portal requires one."""
     credit_note: CreditNoteRequest | None = None
     """A credit note already sent from the invoice app, chosen instead of an automatic refund."""
@@ -126,14 +131,14 @@ class TerminationRequested(InputData):
 
 
 class SubscriptionExpired(InputData):
-    subscription_id: NonBlankStr
-    account_id: NonBlankStr
-    reseller_id: NonBlankStr
+    subscription_id: Identifier
+    account_id: Identifier
+    reseller_id: Identifier
     expired_at: Timestamp
 
 
 class SubscriptionRenewed(InputData):
-    subscription_id: NonBlankStr
-    account_id: NonBlankStr
-    reseller_id: NonBlankStr
+    subscription_id: Identifier
+    account_id: Identifier
+    reseller_id: Identifier
     renewed_at: Timestamp

@@ -8,18 +8,31 @@ native, because the worker validates thousands of messages a second; the domain 
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from schemas.limits import (
+    CURRENCY_LENGTH,
+    EARLIEST_YEAR,
+    ID_MAX_LENGTH,
+    LATEST_YEAR,
+    MONEY_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    REASON_MAX_LENGTH,
+    TIME_ZONE_MAX_LENGTH,
+    TIMESTAMP_MAX_LENGTH,
+)
 from worker.domain.calendar import time_zone
 from worker.domain.errors import DomainError, InvalidAmount, InvalidCycle, InvalidTimeZone, UnknownCurrency
 from worker.domain.money import Currency, Money
 
 T = TypeVar("T")
+DateT = TypeVar("DateT", date, datetime)
 
 # RFC 3339 section 5.6 (with the space its note allows). pydantic alone would also take unix-epoch
 # strings like "1618220000" and offsets without a colon, which the contract does not allow.
@@ -33,7 +46,11 @@ MONEY_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 """Documents the money shape in the JSON Schemas; `Money.parse` is what enforces it (digits per currency)."""
 
 SIGNED_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
-MONEY_MAX_LENGTH = 64
+
+# Values quoted in error messages are cut: a message (a log line, a dead-letter header) stays short
+# whatever the input, and reprlib looks at no more of a large value than it shows.
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
 
 _ERROR_TYPES: dict[type[DomainError], str] = {
     UnknownCurrency: "unknown_currency",
@@ -78,24 +95,48 @@ def attempt(
         return None
 
 
+def shown(value: object) -> str:
+    """`repr(value)`, cut to about 80 characters."""
+    return _SHOWN.repr(value)
+
+
 def _rfc3339_shape(value: Any) -> Any:
-    if not isinstance(value, str) or _RFC3339.fullmatch(value) is None:
+    if not isinstance(value, str) or len(value) > TIMESTAMP_MAX_LENGTH or _RFC3339.fullmatch(value) is None:
         raise custom_error(
             "rfc3339_timestamp",
-            f"must be an RFC 3339 timestamp with an offset, like 2021-04-12T10:00:00+08:00, got {value!r}",
+            "must be an RFC 3339 timestamp with an offset, like 2021-04-12T10:00:00+08:00, "
+            f"got {shown(value)}",
         )
     return value
 
 
 def _iso_date_shape(value: Any) -> Any:
     if not isinstance(value, str) or _ISO_DATE.fullmatch(value) is None:
-        raise custom_error("iso_date", f"must be a date as YYYY-MM-DD, got {value!r}")
+        raise custom_error("iso_date", f"must be a date as YYYY-MM-DD, got {shown(value)}")
     return value  # impossible dates (2021-02-30) are refused by the native date validation after this
+
+
+def _within_calendar(value: DateT) -> DateT:
+    """Far from the calendar's edges: year 1 or 9999 overflow when shifted to UTC or by a period."""
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise custom_error(
+            "date_out_of_range",
+            f"must lie in the years {EARLIEST_YEAR} to {LATEST_YEAR}, got {value.isoformat()}",
+        )
+    return value
 
 
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise custom_error("blank_string", "must not be empty or blank")
+    return value
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise custom_error(
+            "nul_character", "must not contain U+0000 (NUL), which PostgreSQL text cannot hold"
+        )
     return value
 
 
@@ -130,23 +171,57 @@ def exact_money(value: str, currency: Currency, *, signed: bool = False) -> Mone
 
 # A before-validator hands its result on as a Python value, which strict mode would refuse for a date;
 # the text's shape is checked first, so lax parsing of that exact text is safe (and still native).
-Timestamp = Annotated[AwareDatetime, Strict(False), BeforeValidator(_rfc3339_shape)]
-"""An RFC 3339 timestamp with an offset, as text; naive times and epoch numbers are refused."""
+Timestamp = Annotated[
+    AwareDatetime, Strict(False), BeforeValidator(_rfc3339_shape), AfterValidator(_within_calendar)
+]
+"""An RFC 3339 timestamp with an offset, as text; naive times and epoch numbers are refused, and so
+are years outside EARLIEST_YEAR..LATEST_YEAR (schemas/limits.py)."""
 
-IsoDate = Annotated[date, Strict(False), BeforeValidator(_iso_date_shape)]
-"""YYYY-MM-DD as text, a real calendar date."""
+IsoDate = Annotated[date, Strict(False), BeforeValidator(_iso_date_shape), AfterValidator(_within_calendar)]
+"""YYYY-MM-DD as text, a real calendar date in the years EARLIEST_YEAR..LATEST_YEAR."""
 
 NonBlankStr = Annotated[
     str, Field(min_length=1, json_schema_extra={"pattern": r"\S"}), AfterValidator(_not_blank)
 ]
 
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=ID_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+    AfterValidator(_storable),
+]
+"""An id of the contract (subscription, account, reseller, credit note): non-blank, bounded."""
+
+NameText = Annotated[
+    str,
+    Field(min_length=1, max_length=NAME_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+    AfterValidator(_storable),
+]
+"""A short human text (who asked): non-blank, bounded."""
+
+ReasonText = Annotated[
+    str,
+    Field(min_length=1, max_length=REASON_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+    AfterValidator(_storable),
+]
+"""Free text (why): non-blank, bounded."""
+
+OptionalText = Annotated[str, Field(max_length=NAME_MAX_LENGTH), AfterValidator(_storable)]
+"""A short human text that may be empty (the product's name): bounded."""
+
 CurrencyCode = Annotated[
     str,
-    Field(json_schema_extra={"pattern": "^[A-Z]{3}$"}, description="ISO 4217 code with a minor unit"),
+    Field(
+        max_length=CURRENCY_LENGTH,
+        json_schema_extra={"pattern": "^[A-Z]{3}$"},
+        description="ISO 4217 code with a minor unit",
+    ),
     AfterValidator(_known_currency),
 ]
 
-TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+TimeZoneName = Annotated[str, Field(max_length=TIME_ZONE_MAX_LENGTH), AfterValidator(_known_time_zone)]
 """An IANA time zone name, as `time_zone` knows them."""
 
 MoneyText = Annotated[

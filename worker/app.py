@@ -23,12 +23,12 @@ from worker.expiry import ExpiryTimers, expiry_applier, renewal_applier
 from worker.failures import IdempotencyConflict, PoisonMessage
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
-from worker.health import Routes, http_routes
+from worker.health import Liveness, Routes, http_routes
 from worker.infra import TANSU_GROUP_SETTINGS
 from worker.observability import WorkerMetrics
 from worker.outbox import OutboxRelay
 from worker.parsing import expiry_command, renewal_command, termination_command
-from worker.pipeline import Applied, Apply, BatchPipeline, RetryPolicy
+from worker.pipeline import Applied, Apply, BatchPipeline, ObserverGroup, RetryPolicy
 from worker.runtime import ProducerSender, create_engine, create_producer
 from worker.security import database_connect_args, kafka_client_options, kafka_security
 from worker.settings import Settings
@@ -63,7 +63,10 @@ class Worker:
 
 def build_worker(settings: Settings, services: Services) -> Worker:
     metrics = WorkerMetrics()
-    observer = metrics.observer()
+    liveness = Liveness(
+        stall_seconds=settings.liveness_stall_seconds, blocked_seconds=settings.liveness_loop_blocked_seconds
+    )
+    observer = ObserverGroup(metrics.observer(), liveness)
     security = None if services.embedded_kafka else kafka_security(settings)
     kafka_options = kafka_client_options(security)
     engine = create_engine(
@@ -145,6 +148,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     async def start_relay() -> None:
         background.append(asyncio.create_task(relay.run(settings.outbox_poll_seconds), name="outbox-relay"))
         background.append(asyncio.create_task(timers.run(), name="expiry-timers"))
+        background.append(asyncio.create_task(liveness.watch_loop(), name="liveness-heartbeat"))
 
     @app.on_shutdown
     async def stop_relay() -> None:
@@ -160,7 +164,11 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         await engine.dispose()
 
     routes = http_routes(
-        metrics=metrics, engine=engine, broker=broker, timeout=settings.health_check_timeout_seconds
+        metrics=metrics,
+        engine=engine,
+        broker=broker,
+        timeout=settings.health_check_timeout_seconds,
+        liveness=liveness,
     )
     return Worker(
         app=app, broker=broker, engine=engine, relay=relay, timers=timers, metrics=metrics, http_routes=routes

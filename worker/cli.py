@@ -76,30 +76,28 @@ def quote(
     import json
 
     from worker.domain.policy import RefundPolicy
-    from worker.quote import InvalidQuoteInput, quote_text
+    from worker.quote import quote_input
 
-    text = _read_source(source)
-    policy = RefundPolicy(window_days=_settings().refund_window_days)
-    try:
-        decisions = quote_text(text, policy)
-    except InvalidQuoteInput as invalid:
+    raw = _read_source(source)
+    quotes = quote_input(raw, RefundPolicy(window_days=_settings().refund_window_days))
+    # The good lines' answers first, in order: one bad line must not hide what the others decide.
+    sys.stdout.write("".join(json.dumps(decision) + "\n" for decision in quotes.decisions))
+    sys.stdout.flush()
+    if quotes.problems:
         name = "stdin" if source == "-" else source
-        raise _fail(f"invalid input in {name}:\n{invalid}") from None
-    sys.stdout.write("".join(json.dumps(decision) + "\n" for decision in decisions))
+        raise _fail(f"invalid input in {name}:\n" + "\n".join(map(str, quotes.problems)))
 
 
-def _read_source(source: str) -> str:
+def _read_source(source: str) -> bytes:
+    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own (worker/quote.py)."""
     try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-        return raw.decode("utf-8")
+        return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:
         raise _fail(f"no such file: {source}") from None
     except IsADirectoryError:
         raise _fail(f"{source} is a directory, not a file") from None
     except PermissionError:
         raise _fail(f"cannot read {source}: permission denied") from None
-    except UnicodeDecodeError as error:
-        raise _fail(f"{source} is not UTF-8 text: {error}") from None
 
 
 @app.command()

@@ -8,11 +8,15 @@ replaced, never piled up, when a replayed message fails again.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from schemas.limits import DEAD_LETTER_MAX_BYTES, KEY_MAX_BYTES
 from schemas.topics import dead_letter_topic
 from worker.failures import RetriesExhausted
 from worker.records import Headers, InboundRecord, OutboundRecord
@@ -31,6 +35,14 @@ EXCEPTION_STACKTRACE = "kafka_dlt-exception-stacktrace"
 """As Spring's: the formatted traceback, causes first, cut to its last _MAX_STACKTRACE_BYTES."""
 # Beyond Spring's set: which failure class decided the dead-lettering (see worker/failures.py).
 FAILURE_REASON = "kafka_dlt-failure-reason"
+# Only on a dead letter too large for the broker (fit_for_broker): the original value's length in
+# bytes (ASCII digits); the value was cut to fit, and the original record is kept in PostgreSQL
+# (table oversize_dead_letters). A kafka_dlt-* header: replaced at a new dead-lettering, dropped
+# by a replay.
+VALUE_TRUNCATED = "kafka_dlt-value-truncated"
+# Only when the key and the message's own headers alone were too large: how many own headers were
+# left out (the key is cut to KEY_MAX_BYTES then).
+HEADERS_DROPPED = "kafka_dlt-headers-dropped"
 # Not a kafka_dlt-* header, so a replayed message that fails again keeps it: where it was replayed
 # from, as `<dead-letter topic>[<partition>]@<offset>`. A new replay replaces it.
 REPLAYED_FROM = "refund-worker-replayed-from"
@@ -66,6 +78,37 @@ def dead_letter(record: InboundRecord, error: BaseException, *, group: str, reas
         value=record.value,
         headers=without_dead_letter_headers(record.headers) + added,
     )
+
+
+def record_size(record: OutboundRecord) -> int:
+    """The record's size as the producer counts it against its max_request_size (an upper bound)."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(
+        record.key, record.value, list(record.headers)
+    )
+    return size
+
+
+def fit_for_broker(letter: OutboundRecord, limit: int = DEAD_LETTER_MAX_BYTES) -> tuple[OutboundRecord, bool]:
+    """The dead letter, or, when it is larger than `limit`, the same with its value cut to fit and
+    VALUE_TRUNCATED saying so; True when it was cut. A dead letter too large to send would never
+    be sent, and its batch would be rewound without end."""
+    if record_size(letter) <= limit:
+        return letter, False
+    value = letter.value or b""
+    cut = dataclasses.replace(
+        letter, value=b"", headers=(*letter.headers, (VALUE_TRUNCATED, b"%d" % len(value)))
+    )
+    if record_size(cut) > limit:  # the key and the message's own headers alone are too large
+        own = [header for header in cut.headers if not header[0].startswith(DLT_PREFIX)]
+        kept = tuple(header for header in cut.headers if header[0].startswith(DLT_PREFIX))
+        key = None if letter.key is None else letter.key[:KEY_MAX_BYTES]
+        cut = dataclasses.replace(cut, key=key, headers=(*kept, (HEADERS_DROPPED, b"%d" % len(own))))
+    room = max(limit - record_size(cut) - _VARINT_SLACK, 0)
+    return dataclasses.replace(cut, value=value[:room]), True
+
+
+# A longer value also lengthens the varint that counts it: a few bytes, kept free.
+_VARINT_SLACK = 16
 
 
 def _cause(error: BaseException) -> Headers:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.deadletter import dead_letter
+from worker.db.tables import oversize_dead_letters
+from worker.deadletter import FAILURE_REASON, dead_letter, fit_for_broker
 from worker.failures import FailureKind, PoisonMessage, RetriesExhausted, brief, classify, failure_reason
 from worker.records import InboundRecord, OutboundRecord, SendAll, next_offsets
 
@@ -59,7 +61,11 @@ class RetryPolicy:
 
 
 class PipelineObserver:
-    """What a pipeline reports as it works; these do nothing (worker/observability.py counts them)."""
+    """What a pipeline reports as it works; these do nothing (worker/observability.py counts them,
+    worker/health.py judges liveness by them)."""
+
+    def batch_started(self, records: Sequence[InboundRecord]) -> None:
+        """The pipeline took these records in hand (again, when a rewound batch comes back)."""
 
     def batch_handled(self, records: Sequence[InboundRecord], seconds: float) -> None:
         """The batch is decided, committed and its poison dead-lettered: its offsets can be committed."""
@@ -69,6 +75,29 @@ class PipelineObserver:
 
     def dead_lettered(self, record: InboundRecord, reason: str, kind: FailureKind) -> None:
         """The record went to its dead-letter topic (acknowledged by the broker)."""
+
+
+class ObserverGroup(PipelineObserver):
+    """Several observers, each told everything, in order."""
+
+    def __init__(self, *observers: PipelineObserver) -> None:
+        self._observers = observers
+
+    def batch_started(self, records: Sequence[InboundRecord]) -> None:
+        for observer in self._observers:
+            observer.batch_started(records)
+
+    def batch_handled(self, records: Sequence[InboundRecord], seconds: float) -> None:
+        for observer in self._observers:
+            observer.batch_handled(records, seconds)
+
+    def attempt_failed(self, records: Sequence[InboundRecord], kind: FailureKind) -> None:
+        for observer in self._observers:
+            observer.attempt_failed(records, kind)
+
+    def dead_lettered(self, record: InboundRecord, reason: str, kind: FailureKind) -> None:
+        for observer in self._observers:
+            observer.dead_lettered(record, reason, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +131,7 @@ class BatchPipeline(Generic[C]):
 
     async def process(self, records: Sequence[InboundRecord]) -> BatchReport:
         started = time.perf_counter()
+        self._observer.batch_started(records)
         good: list[tuple[InboundRecord, C]] = []
         poison: list[tuple[InboundRecord, BaseException, FailureKind]] = []
         for record in records:
@@ -110,7 +140,10 @@ class BatchPipeline(Generic[C]):
             except Exception as error:
                 kind = classify(error)
                 if kind is not FailureKind.POISON:
-                    raise
+                    # Parsing is pure: a message it fails on fails again at every redelivery, so
+                    # raising would rewind the batch without end. Dead-letter it, as a bug to fix.
+                    log.error("parsing %s[%d]@%d failed unexpectedly", *_where(record), exc_info=error)
+                    self._observer.attempt_failed([record], kind)
                 poison.append((record, error, kind))
         poison += await self._apply_isolating(good)
         self._after_commit()
@@ -188,12 +221,44 @@ class BatchPipeline(Generic[C]):
         if not poison:
             return
         letters = [
-            dead_letter(record, error, group=self._group, reason=failure_reason(error))
+            fit_for_broker(dead_letter(record, error, group=self._group, reason=failure_reason(error)))
             for record, error, _ in poison
         ]
-        await self._send_until_acknowledged(letters)
+        cut = [
+            (record, letter)
+            for (record, *_), (letter, was_cut) in zip(poison, letters, strict=True)
+            if was_cut
+        ]
+        if cut:
+            await self._keep_originals(cut)
+        await self._send_until_acknowledged([letter for letter, _ in letters])
         for record, error, kind in poison:
             self._observer.dead_lettered(record, failure_reason(error), kind)
+
+    async def _keep_originals(self, cut: Sequence[tuple[InboundRecord, OutboundRecord]]) -> None:
+        """The whole records whose dead letters were cut to fit the broker, kept in PostgreSQL before
+        the cut letters are sent. Waits out an outage; any other failure is logged and the cut
+        letters still go (a dead letter that is never sent would rewind its batch without end)."""
+        rows = [_original_row(record, letter, self._group) for record, letter in cut]
+        statement = insert(oversize_dead_letters).on_conflict_do_nothing()
+        outage = Outage("database (oversize dead letters)", self._retry)
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(statement, rows)
+            except Exception as error:  # noqa: BLE001 - classified: an outage is waited out
+                if classify(error) is FailureKind.INFRASTRUCTURE:
+                    await outage.wait(error)
+                    continue
+                log.error(
+                    "could not keep the originals of %d oversize dead letters: %s", len(rows), brief(error)
+                )
+                return
+            outage.ended()
+            log.warning(
+                "%d dead letters cut to fit the broker; originals kept in oversize_dead_letters", len(rows)
+            )
+            return
 
     async def _send_until_acknowledged(self, letters: Sequence[OutboundRecord]) -> None:
         """Dead letters are never dropped: while the broker is away, wait and send them again (a
@@ -209,6 +274,26 @@ class BatchPipeline(Generic[C]):
                 continue
             outage.ended()
             return
+
+
+def _where(record: InboundRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
+
+
+def _original_row(record: InboundRecord, letter: OutboundRecord, group: str) -> dict[str, object]:
+    return {
+        "original_topic": record.topic,
+        "original_partition": record.partition,
+        "original_offset": record.offset,
+        "consumer_group": group,
+        "dead_letter_topic": letter.topic,
+        "failure_reason": dict(letter.headers).get(FAILURE_REASON, b"").decode("utf-8", "replace"),
+        "original_timestamp_ms": record.timestamp_ms,
+        "key": record.key,
+        "value": record.value,
+        "header_names": [name.encode("utf-8", "surrogateescape") for name, _ in record.headers],
+        "header_values": [value for _, value in record.headers],
+    }
 
 
 class OutageLog:

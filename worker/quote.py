@@ -3,20 +3,28 @@
 This is what the portal shows before the operator confirms, so it runs exactly the worker's
 decision (`decide_refund`), credit note included; only the history checks (already terminated,
 credit note already used) need the database and are not made here.
+
+Input is JSON Lines split on "\n" only (a U+2028 inside a string is text, not a line break), or one
+pretty-printed object. Each line is judged alone: a bad line is named, and the good lines are
+still answered, in order.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from schemas.errors import describe
 from schemas.inputs import TerminationRequested
+from worker.domain.errors import DomainError
 from worker.domain.policy import CreditNoteInvalid, RefundDecision, RefundPolicy, decide_refund
+
+_JSON_BLANKS = b" \t\r"
+"""The whitespace JSON allows around a value (besides the newline that ends a line)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,26 +36,38 @@ class InvalidLine:
         return f"line {self.line}: {self.message}"
 
 
-class InvalidQuoteInput(Exception):
-    def __init__(self, problems: list[InvalidLine]) -> None:
-        super().__init__("\n".join(map(str, problems)))
-        self.problems = problems
+@dataclass(frozen=True, slots=True)
+class Quotes:
+    """The decisions of the good lines, in order, and what is wrong with each bad one."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[InvalidLine] = field(default_factory=list)
 
 
-def quote_text(text: str, policy: RefundPolicy) -> list[dict[str, Any]]:
-    """One decision per request, in order; raises InvalidQuoteInput naming every bad line."""
-    decisions: list[dict[str, Any]] = []
-    problems: list[InvalidLine] = []
-    for line, document in _documents(text):
-        try:
-            request = TerminationRequested.model_validate_json(document)
-        except ValidationError as invalid:
-            problems.append(InvalidLine(line, describe(invalid)))
-            continue
-        decisions.append(quote(request, policy))
-    if problems:
-        raise InvalidQuoteInput(problems)
-    return decisions
+def quote_input(raw: bytes, policy: RefundPolicy) -> Quotes:
+    """One decision per good request, in order, and one problem per bad line."""
+    quotes = Quotes()
+    for line, document in _documents(raw):
+        outcome = _quote_line(document, policy)
+        if isinstance(outcome, str):
+            quotes.problems.append(InvalidLine(line, outcome))
+        else:
+            quotes.decisions.append(outcome)
+    return quotes
+
+
+def _quote_line(document: bytes, policy: RefundPolicy) -> dict[str, Any] | str:
+    """The decision for one line, or the message saying why it has none."""
+    try:
+        text = document.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"not UTF-8 text ({error.reason} at byte {error.start})"
+    try:
+        return quote(TerminationRequested.model_validate_json(text), policy)
+    except ValidationError as invalid:
+        return describe(invalid)
+    except DomainError as refused:  # the input's limits should leave none; never a traceback for one
+        return str(refused)
 
 
 def quote(request: TerminationRequested, policy: RefundPolicy) -> dict[str, Any]:
@@ -89,21 +109,20 @@ def _rejected(request: TerminationRequested, detail: str) -> dict[str, Any]:
     }
 
 
-def _documents(text: str) -> Iterator[tuple[int, str]]:
+def _documents(raw: bytes) -> Iterator[tuple[int, bytes]]:
     """(line number, JSON text) for each request: JSON Lines, or one pretty-printed object."""
-    stripped = text.strip()
-    if stripped.startswith("{") and "\n" in stripped and _is_single_document(stripped):
-        first_line = text.count("\n", 0, len(text) - len(text.lstrip())) + 1
-        yield first_line, stripped
+    stripped = raw.strip(_JSON_BLANKS + b"\n")
+    if stripped.startswith(b"{") and b"\n" in stripped and _is_single_document(stripped):
+        yield raw.count(b"\n", 0, raw.index(b"{")) + 1, stripped
         return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if line.strip(_JSON_BLANKS):
             yield number, line
 
 
-def _is_single_document(text: str) -> bool:
+def _is_single_document(text: bytes) -> bool:
     try:
-        json.loads(text)
+        from_json(text)  # pydantic-core's parser: linear, and bounded in depth (no RecursionError)
     except ValueError:
-        return False  # JSON Lines stop parsing at the second object: "Extra data"
+        return False  # JSON Lines stop parsing at the second object: "trailing characters"
     return True

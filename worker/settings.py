@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"  # noqa: S104 - scrapes and probes come from outside the container
     health_check_timeout_seconds: float = Field(2.0, gt=0)
     """How long readiness waits for the database or the broker to answer (and /metrics for its gauges)."""
+    liveness_stall_seconds: float = Field(120.0, gt=0)
+    """/health/live fails when a batch has been in hand this long without progress (rewound without
+    end, or a step that never returns); keep it above the longest retry backoff."""
+    liveness_loop_blocked_seconds: float = Field(10.0, gt=0)
+    """/health/live fails when the event loop was blocked this long since the previous probe."""
 
     # Kafka over TLS and/or SASL: every Kafka client the worker creates uses these (worker/security.py).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

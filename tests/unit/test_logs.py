@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -113,3 +114,35 @@ def test_configure_logging_installs_one_handler_of_the_chosen_format(root_loggin
     assert len(root_logging.handlers) == 1
     assert isinstance(root_logging.handlers[0].formatter, RedactingJsonFormatter)
     assert root_logging.level == logging.WARNING
+
+
+MEGABYTE = 1_000_000
+# Shapes that made the earlier pattern scan the text once per character (or once per URL).
+ADVERSARIAL = {
+    "one long word": "a" * MEGABYTE,
+    "a run of scheme characters": "ab+" * (MEGABYTE // 3) + "://",
+    "schemes without passwords": "a://b:" * (MEGABYTE // 6),
+    "a password without its @": "https://user:" + "p" * MEGABYTE,
+    "a password of slashes": "x://u:" + "/" * MEGABYTE,
+    "separators only": "://" * (MEGABYTE // 3),
+    "many masked urls": "a://b:c@" * (MEGABYTE // 8),
+}
+
+
+@pytest.mark.parametrize("text", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
+def test_masking_a_megabyte_takes_well_under_a_second(text: str) -> None:
+    started = time.perf_counter()
+    redact(text)
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), RedactingJsonFormatter()], ids=["text", "json"])
+def test_formatting_a_megabyte_field_takes_well_under_a_second(formatter: logging.Formatter) -> None:
+    started = time.perf_counter()
+    line = emit(formatter, "decision %s", "a" * MEGABYTE, subscription_id="s" * MEGABYTE)
+    assert time.perf_counter() - started < 0.5
+    assert len(line) > 2 * MEGABYTE
+
+
+def test_a_password_with_a_single_slash_is_still_masked() -> None:
+    assert redact("postgresql://app:pa/ss@db/x") == "postgresql://app:***@db/x"
