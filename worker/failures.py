@@ -133,8 +133,11 @@ def driver_brief(error: BaseException) -> str:
     `InvalidCatalogNameError: database "x" does not exist`."""
     if isinstance(error, DBAPIError) and error.orig is not None:
         inner: BaseException = error.orig
-        return brief(inner.__cause__ if inner.__cause__ is not None else inner)
-    return brief(error)
+        error = inner.__cause__ if inner.__cause__ is not None else inner
+    # aiokafka's errors put their own class name first: say it once.
+    return brief(error).replace(
+        f"{type(error).__name__}: {type(error).__name__}: ", f"{type(error).__name__}: ", 1
+    )
 
 
 def _classify_state(state: str) -> FailureKind | None:

@@ -13,9 +13,10 @@ changes), and once when it ends; readiness says what start-up waits for (Startup
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -144,6 +145,24 @@ async def broker_connected(steps: Sequence[Step], progress: StartupProgress, *, 
             remaining.pop(0)
 
     progress.doing("connecting to the broker")
-    await patiently("the broker", attempt, progress, first_backoff=first_backoff)
+    with _without_bootstrap_errors():
+        await patiently("the broker", attempt, progress, first_backoff=first_backoff)
     progress.broker_connected = True
     progress.doing("joining the consumer group")
+
+
+class _BootstrapErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable connect to")
+
+
+@contextlib.contextmanager
+def _without_bootstrap_errors() -> Iterator[None]:
+    """aiokafka logs an ERROR line for each failed bootstrap, i.e. for every retry of the wait:
+    while start-up waits for the broker, OutageLog's lines say it instead, rarely."""
+    logger, quiet = logging.getLogger("aiokafka"), _BootstrapErrors()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)

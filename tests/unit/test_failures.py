@@ -124,3 +124,8 @@ def test_driver_brief_names_the_drivers_error_beneath_sqlalchemys() -> None:
     assert (
         driver_brief(ConnectionRefusedError(111, "refused")) == "ConnectionRefusedError: [Errno 111] refused"
     )
+
+
+def test_driver_brief_says_a_kafka_errors_class_once() -> None:
+    error = KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 2)]")
+    assert driver_brief(error) == "KafkaConnectionError: Unable to bootstrap from [('127.0.0.1', 2)]"
