@@ -16,14 +16,13 @@ from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.topics import Topic
-from worker.db.migrate import upgrade_to_head
 from worker.domain.expiry import GracePeriod
 from worker.domain.policy import RefundPolicy
 from worker.expiry import ExpiryTimers, expiry_applier, renewal_applier
 from worker.failures import IdempotencyConflict, PoisonMessage
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
-from worker.health import Liveness, Routes, http_routes
+from worker.health import Liveness, Routes, StartupProgress, http_routes
 from worker.infra import TANSU_GROUP_SETTINGS
 from worker.observability import WorkerMetrics
 from worker.outbox import OutboxRelay
@@ -32,6 +31,7 @@ from worker.pipeline import Applied, Apply, BatchPipeline, ObserverGroup, RetryP
 from worker.runtime import ProducerSender, create_engine, create_producer
 from worker.security import database_connect_args, kafka_client_options, kafka_security
 from worker.settings import Settings
+from worker.startup import broker_connected, database_at_head
 from worker.terminations import CommandResult, Outcome, TerminationCommand, apply_termination_batch
 from worker.topics_admin import ensure_topics
 
@@ -59,6 +59,8 @@ class Worker:
     metrics: WorkerMetrics
     http_routes: Routes
     """/health/live, /health/ready and /metrics, served by worker.health.HttpServer."""
+    startup: StartupProgress
+    """What start-up waits for (the database, its schema, the broker), as readiness reports it."""
 
 
 def build_worker(settings: Settings, services: Services) -> Worker:
@@ -135,20 +137,31 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     app = FastStream(broker, logger=logging.getLogger("worker"), specification=specification)
     background: list[asyncio.Task[None]] = []
 
+    startup = StartupProgress()
+
     @app.on_startup
     async def prepare() -> None:
-        if settings.migrate_on_start:
-            await upgrade_to_head(engine)
-        await ensure_topics(
-            services.kafka_bootstrap_servers, partitions=settings.topic_partitions, **kafka_options
-        )
-        await producer.start()
+        """Consume nothing until the database answers at this release's schema and the broker answers:
+        a missing schema or service is waited out (worker/startup.py), never taken for poison."""
+        backoff = settings.retry_backoff_seconds
+        await database_at_head(engine, startup, migrate=settings.migrate_on_start, first_backoff=backoff)
+
+        async def topics() -> None:
+            await ensure_topics(
+                services.kafka_bootstrap_servers, partitions=settings.topic_partitions, **kafka_options
+            )
+
+        async def connect_broker() -> None:
+            await broker.connect()  # what broker.start() would do first, here with the waiting
+
+        await broker_connected([topics, producer.start, connect_broker], startup, first_backoff=backoff)
 
     @app.after_startup
     async def start_relay() -> None:
         background.append(asyncio.create_task(relay.run(settings.outbox_poll_seconds), name="outbox-relay"))
         background.append(asyncio.create_task(timers.run(), name="expiry-timers"))
         background.append(asyncio.create_task(liveness.watch_loop(), name="liveness-heartbeat"))
+        startup.started = True
 
     @app.on_shutdown
     async def stop_relay() -> None:
@@ -169,9 +182,17 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         broker=broker,
         timeout=settings.health_check_timeout_seconds,
         liveness=liveness,
+        startup=startup,
     )
     return Worker(
-        app=app, broker=broker, engine=engine, relay=relay, timers=timers, metrics=metrics, http_routes=routes
+        app=app,
+        broker=broker,
+        engine=engine,
+        relay=relay,
+        timers=timers,
+        metrics=metrics,
+        http_routes=routes,
+        startup=startup,
     )
 
 

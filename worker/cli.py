@@ -111,11 +111,15 @@ def run(
 ) -> None:
     """Run the worker: consumers, publishing, expiry timers. Starts an embedded Kafka-compatible
     broker and PostgreSQL when KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are unset."""
+    from worker.failures import StartupFailed
     from worker.launch import launch
 
     settings = _settings()
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it: no traceback
-        asyncio.run(launch(settings, demo=demo))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it: no traceback
+            asyncio.run(launch(settings, demo=demo))
+    except StartupFailed as failed:  # an outage is waited out; this is what no wait can fix
+        raise _fail(str(failed)) from None
 
 
 @app.command()
@@ -129,7 +133,27 @@ def migrate() -> None:
     if settings.database_url is None:
         raise _fail("DATABASE_URL is not set: migrate needs the database to bring up to date")
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(migrate_database(settings.database_url, database_connect_args(settings)))
+    try:
+        asyncio.run(migrate_database(settings.database_url, database_connect_args(settings)))
+    except Exception as error:  # noqa: BLE001 - one line, no traceback: a Job's log says it all
+        raise _migrate_failed(settings.database_url, error) from None
+
+
+MIGRATE_FAILED = 1
+
+
+def _migrate_failed(database_url: str, error: Exception) -> typer.Exit:
+    """Exit 1 with one line: unreachable, no such database, refused credentials, a failed step."""
+    from worker.failures import FailureKind, classify, driver_brief
+    from worker.settings import redacted
+
+    where = redacted(database_url)
+    if classify(error) is FailureKind.INFRASTRUCTURE:
+        message = f"cannot migrate: the database at {where} is unreachable ({driver_brief(error)})"
+    else:
+        message = f"cannot migrate {where}: {driver_brief(error)}"
+    typer.echo(f"refund-worker: {message}", err=True)
+    return typer.Exit(MIGRATE_FAILED)
 
 
 @app.command()

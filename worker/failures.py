@@ -4,8 +4,10 @@
   an idempotency conflict). Retrying cannot help: dead-letter it at once.
 - CONTENTION: a concurrent writer committed first (a unique key, a serialization failure, a
   deadlock). Retry the batch at once; it will see what was committed.
-- INFRASTRUCTURE: the database or the broker is away. Not the message's fault: wait, retry with
-  backoff for as long as it takes, dead-letter nothing.
+- INFRASTRUCTURE: the database or the broker is away, or the schema is behind this release (a
+  missing table or column, SQLSTATE 42P01 / 42703: the migration Job is late, a release added a
+  column). Not the message's fault: wait, retry with backoff for as long as it takes, dead-letter
+  nothing.
 - UNEXPECTED: anything else. Retry a bounded number of times with backoff, then dead-letter.
 """
 
@@ -47,6 +49,16 @@ class IdempotencyConflict(PoisonMessage):
     reason = "idempotency_conflict"
 
 
+class SchemaNotAtHead(Exception):
+    """At start-up: the database's schema is behind this release's head (or absent). An outage:
+    the worker consumes nothing until `refund-worker migrate` (or another worker) has run."""
+
+
+class StartupFailed(Exception):
+    """Start-up met something no wait can fix (a taken METRICS_PORT, a database that does not
+    exist, refused credentials): `refund-worker run` prints this one line and exits 2."""
+
+
 class RetriesExhausted(Exception):
     """An unexpected error outlived its retries; the message is dead-lettered with this, and the
     error itself as its `__cause__` (the dead letter's `kafka_dlt-exception-cause-fqcn`)."""
@@ -61,11 +73,15 @@ class RetriesExhausted(Exception):
 
 _CONTENTION_STATES = {"23505", "40001", "40P01"}  # unique violation, serialization, deadlock
 _INFRASTRUCTURE_STATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
+# Undefined table, undefined column: a schema behind the code (it only ever adds), not a bad message.
+_SCHEMA_BEHIND_STATES = {"42P01", "42703"}
 
 
 def classify(error: BaseException) -> FailureKind:
     if isinstance(error, PoisonMessage | InvalidMessage | DomainError):
         return FailureKind.POISON
+    if isinstance(error, SchemaNotAtHead):
+        return FailureKind.INFRASTRUCTURE
     if isinstance(error, DBAPIError):
         return _classify_database(error)
     # asyncpg's own errors, raised past SQLAlchemy where the raw connection is used (COPY): the
@@ -112,10 +128,22 @@ def brief(error: BaseException) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+def driver_brief(error: BaseException) -> str:
+    """brief() of the driver's own error beneath SQLAlchemy's wrapping, for a line a person reads:
+    `InvalidCatalogNameError: database "x" does not exist`."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        inner: BaseException = error.orig
+        error = inner.__cause__ if inner.__cause__ is not None else inner
+    # aiokafka's errors put their own class name first: say it once.
+    return brief(error).replace(
+        f"{type(error).__name__}: {type(error).__name__}: ", f"{type(error).__name__}: ", 1
+    )
+
+
 def _classify_state(state: str) -> FailureKind | None:
     if state in _CONTENTION_STATES:
         return FailureKind.CONTENTION
-    if state.startswith(_INFRASTRUCTURE_STATE_CLASSES):
+    if state.startswith(_INFRASTRUCTURE_STATE_CLASSES) or state in _SCHEMA_BEHIND_STATES:
         return FailureKind.INFRASTRUCTURE
     return None
 

@@ -5,9 +5,9 @@ Built from the ecosystem's parts: FastStream serves the app over ASGI (`FastStre
 server shares the worker's event loop, so readiness checks the very engine and broker the worker
 uses, and a loop that stopped answering fails liveness too.
 
-uvicorn starts the app (migrations, topics, consumers) before it listens: while starting, the
-probes get no answer, which orchestrators read as "not ready" (deploy/k8s gives a startupProbe
-the time that takes).
+The server listens from the first moment, before the app starts (uvicorn's lifespan is off;
+HttpServer.serve starts and stops the app itself): while start-up waits for the database, its
+schema or the broker (worker.startup), liveness answers and readiness says what it waits for.
 """
 
 from __future__ import annotations
@@ -22,17 +22,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import uvicorn
-from alembic.script import ScriptDirectory
 from faststream import FastStream
 from faststream.asgi import AsgiResponse, get
 from faststream.asgi.response import JSONResponse
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from faststream.kafka import KafkaBroker
 from prometheus_client import make_asgi_app
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.db.migrate import alembic_config
+from worker.db.migrate import head_revision, known_revisions, schema_revision
 from worker.failures import FailureKind
 from worker.observability import WorkerMetrics
 from worker.pipeline import PipelineObserver
@@ -65,39 +63,58 @@ def migration_check(current: str | None, head: str | None, known: frozenset[str]
     return Check(True, f"ok: at {current}, newer than this release's head {head}")
 
 
-class Readiness:
-    """Ready = the database answers, its schema is at this release's head (or newer), the broker answers."""
+class StartupProgress:
+    """What start-up is doing or waiting for (worker.startup), for readiness to tell."""
 
-    def __init__(self, engine: AsyncEngine, broker: KafkaBroker, timeout: float) -> None:
+    def __init__(self) -> None:
+        self._doing = "starting"
+        self.broker_connected = False
+        self.started = False
+
+    def waiting(self, what: str, reason: str) -> None:
+        self._doing = f"waiting for {what} ({reason})"
+
+    def doing(self, what: str) -> None:
+        self._doing = what
+
+    def check(self) -> Check:
+        return Check(True, "ok") if self.started else Check(False, self._doing)
+
+
+class Readiness:
+    """Ready = start-up is done, the database answers, its schema is at this release's head (or
+    newer), the broker answers."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        broker: KafkaBroker,
+        timeout: float,
+        startup: StartupProgress | None = None,
+    ) -> None:
         self._engine = engine
         self._broker = broker
         self._timeout = timeout
-        scripts = ScriptDirectory.from_config(alembic_config())
-        self._head = scripts.get_current_head()
-        self._known = frozenset(script.revision for script in scripts.walk_revisions())
+        self._startup = startup
+        self._head = head_revision()
+        self._known = known_revisions()
 
     async def checks(self) -> dict[str, Check]:
         (database, migrations), broker = await asyncio.gather(self._database(), self._broker_check())
-        return {"database": database, "migrations": migrations, "broker": broker}
+        checks = {"database": database, "migrations": migrations, "broker": broker}
+        return checks if self._startup is None else {"startup": self._startup.check(), **checks}
 
     async def _database(self) -> tuple[Check, Check]:
         try:
             async with asyncio.timeout(self._timeout):
-                current = await self._schema_revision()
+                current = await schema_revision(self._engine)
         except Exception as error:  # noqa: BLE001 - any failure to answer is "unreachable"
             return Check(False, f"unreachable ({_name(error)})"), Check(False, "unknown")
         return Check(True, "ok"), migration_check(current, self._head, self._known)
 
-    async def _schema_revision(self) -> str | None:
-        # What worker.db.migrate.current_revision reads, without the two INFO lines Alembic's
-        # MigrationContext logs each time: probes come every few seconds.
-        async with self._engine.connect() as conn:
-            if not await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL")):
-                return None
-            revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
-        return str(revision) if revision is not None else None
-
     async def _broker_check(self) -> Check:
+        if self._startup is not None and not self._startup.broker_connected:
+            return Check(False, "not connected yet")  # ping needs the connection start-up makes
         if await self._broker.ping(self._timeout):
             return Check(True, "ok")
         return Check(False, "unreachable")
@@ -188,8 +205,9 @@ def http_routes(
     broker: KafkaBroker,
     timeout: float,
     liveness: Liveness | None = None,
+    startup: StartupProgress | None = None,
 ) -> Routes:
-    readiness = Readiness(engine, broker, timeout)
+    readiness = Readiness(engine, broker, timeout, startup)
 
     @get(include_in_schema=False)
     async def live(scope: Scope) -> AsgiResponse:
@@ -217,11 +235,18 @@ def http_routes(
 
 
 class HttpServer:
-    """uvicorn serving the worker's FastStream app and its routes; `serve` runs the worker itself."""
+    """uvicorn serving the routes on a socket bound beforehand (see `bind`: a port in use fails
+    before anything starts); `serve` starts the worker's app, runs it and stops it."""
 
-    def __init__(self, app: FastStream, routes: Routes, host: str, port: int) -> None:
-        self._socket = bind(host, port)  # now: a port in use fails before anything starts
-        config = uvicorn.Config(app.as_asgi(asgi_routes=routes), log_config=None, access_log=False)
+    def __init__(
+        self, app: FastStream, routes: Routes, host: str, port: int, *, sock: socket.socket | None = None
+    ) -> None:
+        self._app = app
+        self._socket = sock or bind(host, port)
+        # lifespan off: the app starts beside the server, not before it listens.
+        config = uvicorn.Config(
+            app.as_asgi(asgi_routes=routes), lifespan="off", log_config=None, access_log=False
+        )
         self._server = _Server(config)
 
     @property
@@ -229,10 +254,23 @@ class HttpServer:
         return int(self._socket.getsockname()[1])
 
     async def serve(self) -> None:
+        """Until SIGTERM/SIGINT, or until start-up fails (its error is raised then)."""
+        starting = asyncio.create_task(self._app.start(), name="worker-start-up")
+        starting.add_done_callback(self._stop_unless_started)
         try:
             await self._server.serve(sockets=[self._socket])
         finally:
             self._socket.close()
+            starting.cancel()  # a signal during a start-up wait: stop waiting
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([starting])
+            await self._app.stop()  # also releases what a cancelled or failed start-up opened
+        if not starting.cancelled() and (error := starting.exception()) is not None:
+            raise error
+
+    def _stop_unless_started(self, starting: asyncio.Task[None]) -> None:
+        if starting.cancelled() or starting.exception() is not None:
+            self._server.should_exit = True
 
     def stop(self) -> None:
         self._server.should_exit = True

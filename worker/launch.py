@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 from rich.console import Console
 
 from worker.app import Services, Worker, build_worker
-from worker.health import HttpServer
+from worker.failures import StartupFailed
+from worker.health import HttpServer, bind
 from worker.infra.embedded import embedded_kafka, embedded_postgres
 from worker.logs import configure_logging
 from worker.settings import Settings, redacted
@@ -37,11 +39,12 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 async def launch(settings: Settings, *, demo: bool) -> None:
     configure_logging("WARNING" if demo else settings.log_level, settings.log_format)
+    sock = None if demo else listen(settings)  # first: a taken port fails before anything starts
     async with services(settings) as found:
         worker = build_worker(settings, found)
         tune_garbage_collector()
         if not demo:
-            await serve(worker, settings)
+            await serve(worker, settings, sock)
             return
         from worker.demo import run_demo
 
@@ -59,11 +62,24 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-async def serve(worker: Worker, settings: Settings) -> None:
-    """Run until SIGTERM/SIGINT: with the HTTP server (metrics, probes) unless METRICS_PORT is 0."""
+def listen(settings: Settings) -> socket.socket | None:
+    """The HTTP port, bound now; None when METRICS_PORT is 0. A port another process holds (a
+    second worker on the host) is a StartupFailed: the CLI prints one line and exits 2."""
     if settings.metrics_port == 0:
+        return None
+    try:
+        return bind(settings.metrics_host, settings.metrics_port)
+    except OSError as error:
+        raise StartupFailed(f"{error.strerror}; set METRICS_PORT to a free port, or 0 for none") from None
+
+
+async def serve(worker: Worker, settings: Settings, sock: socket.socket | None) -> None:
+    """Run until SIGTERM/SIGINT: with the HTTP server (metrics, probes) unless METRICS_PORT is 0."""
+    if sock is None:
         await worker.app.run()
         return
-    server = HttpServer(worker.app, worker.http_routes, settings.metrics_host, settings.metrics_port)
+    server = HttpServer(
+        worker.app, worker.http_routes, settings.metrics_host, settings.metrics_port, sock=sock
+    )
     log.info("metrics and health on %s:%d", settings.metrics_host, server.port)
     await server.serve()

@@ -115,7 +115,10 @@ async def test_probes_and_metrics_of_a_running_worker(
         await eventually(partial(is_ready, base))  # the broker may still be connecting as HTTP opens
         assert await readiness(base) == (
             200,
-            {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "broker": "ok"}},
+            {
+                "status": "ready",
+                "checks": {"startup": "ok", "database": "ok", "migrations": "ok", "broker": "ok"},
+            },
         )
 
         data = termination_data(amount_paid="12.345", currency="KWD", timezone="Asia/Kuwait")
@@ -220,7 +223,12 @@ async def test_readiness_fails_while_the_database_is_away_and_recovers(
 
         status, body = await readiness(base)
         assert (status, body["status"]) == (503, "not ready")
-        assert body["checks"] == {"database": DATABASE_AWAY, "migrations": "unknown", "broker": "ok"}
+        assert body["checks"] == {
+            "startup": "ok",
+            "database": DATABASE_AWAY,
+            "migrations": "unknown",
+            "broker": "ok",
+        }
         assert (await http_get(base + LIVE_PATH))[0] == 200  # alive: it waits, it is not broken
         assert value(await scrape(base), "refund_worker_outbox_backlog") is not None  # stale but served
 

@@ -19,8 +19,10 @@ from worker.failures import (
     FailureKind,
     IdempotencyConflict,
     RetriesExhausted,
+    SchemaNotAtHead,
     brief,
     classify,
+    driver_brief,
     failure_reason,
 )
 
@@ -58,6 +60,14 @@ def database_error(sqlstate: str | None, kind: type[DBAPIError] = DBAPIError) ->
         (NotLeaderForPartitionError(), FailureKind.INFRASTRUCTURE),
         (UnknownTopicOrPartitionError(), FailureKind.INFRASTRUCTURE),
         (MessageSizeTooLargeError(), FailureKind.UNEXPECTED),
+        # a schema behind the code (migration Job late, a release adding a column): an outage
+        (database_error("42P01", ProgrammingError), FailureKind.INFRASTRUCTURE),  # undefined table
+        (database_error("42703", ProgrammingError), FailureKind.INFRASTRUCTURE),  # undefined column
+        (asyncpg_errors.UndefinedTableError("relation does not exist"), FailureKind.INFRASTRUCTURE),
+        (asyncpg_errors.UndefinedColumnError("column does not exist"), FailureKind.INFRASTRUCTURE),
+        (SchemaNotAtHead("behind: no schema yet"), FailureKind.INFRASTRUCTURE),
+        (database_error("42601", ProgrammingError), FailureKind.UNEXPECTED),  # a syntax error is a bug
+        (database_error("3D000"), FailureKind.UNEXPECTED),  # no such database: no wait fixes it
         (database_error("22P02", ProgrammingError), FailureKind.UNEXPECTED),
         (database_error("P0001"), FailureKind.UNEXPECTED),
         # asyncpg's own, raised past SQLAlchemy where the raw connection is used (COPY)
@@ -103,3 +113,19 @@ def test_retries_exhausted_keeps_the_error_as_its_cause() -> None:
 def test_brief_is_one_line_even_without_a_message() -> None:
     assert brief(RuntimeError()) == "RuntimeError: "
     assert brief(RuntimeError("first\nsecond")) == "RuntimeError: first"
+
+
+def test_driver_brief_names_the_drivers_error_beneath_sqlalchemys() -> None:
+    missing = asyncpg_errors.InvalidCatalogNameError('database "x" does not exist')
+    wrapper = DriverError("3D000")
+    wrapper.__cause__ = missing
+    error = DBAPIError("connect", {}, wrapper)
+    assert driver_brief(error) == 'InvalidCatalogNameError: database "x" does not exist'
+    assert (
+        driver_brief(ConnectionRefusedError(111, "refused")) == "ConnectionRefusedError: [Errno 111] refused"
+    )
+
+
+def test_driver_brief_says_a_kafka_errors_class_once() -> None:
+    error = KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 2)]")
+    assert driver_brief(error) == "KafkaConnectionError: Unable to bootstrap from [('127.0.0.1', 2)]"

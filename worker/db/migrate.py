@@ -24,6 +24,23 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision this release knows: a schema at one of them but not at head is behind."""
+    return frozenset(
+        script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    )
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """What current_revision reads, without the two INFO lines Alembic's MigrationContext logs each
+    time: readiness probes and start-up waits ask every few seconds."""
+    async with engine.connect() as conn:
+        if not await conn.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL")):
+            return None
+        revision = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    return str(revision) if revision is not None else None
+
+
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
