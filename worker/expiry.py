@@ -69,7 +69,14 @@ from worker.domain.policy import NoRefundReason
 from worker.failures import FailureKind, IdempotencyConflict, PoisonMessage, brief, classify
 from worker.outbox import OutboxEvent, derived_id
 from worker.pipeline import Applied, Apply
-from worker.read_progress import CaughtUp, ReadProbe, progress_of, record_caught_up, record_read
+from worker.read_progress import (
+    CaughtUp,
+    ReadProbe,
+    as_progress,
+    progress_of,
+    record_caught_up,
+    record_read,
+)
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("worker.decisions")
@@ -341,10 +348,11 @@ async def _renewals_watermark(
     conn: AsyncConnection, reads: CaughtUp | None, now: datetime
 ) -> datetime | None:
     topic = Topic.SUBSCRIPTION_RENEWED.value
-    if reads is not None:
-        await record_caught_up(conn, topic, reads)
     progress = await progress_of(conn, topic)
-    return low_watermark(progress, now=now, partitions=reads.partitions if reads else ())
+    if reads is None:
+        return low_watermark(progress, now=now)
+    await record_caught_up(conn, topic, reads, stored=progress)
+    return low_watermark([*progress, *as_progress(reads)], now=now, partitions=reads.partitions)
 
 
 async def _claim_due(conn: AsyncConnection, watermark: datetime, limit: int) -> Sequence[Any]:

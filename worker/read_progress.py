@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -68,30 +68,42 @@ async def record_read(
     )
 
 
-async def record_caught_up(conn: AsyncConnection, topic: str, caught: CaughtUp) -> None:
-    """A row for every partition the broker listed; `caught_up_at` raised for those read to their end."""
-    if not caught.partitions:
-        return
-    rows = [
-        {
-            "topic": topic,
-            "kafka_partition": partition,
-            "caught_up_at": caught.at if partition in caught.caught_up else None,
-            "updated_at": caught.at,
-        }
-        for partition in sorted(caught.partitions)
+async def record_caught_up(
+    conn: AsyncConnection, topic: str, caught: CaughtUp, *, stored: Iterable[ReadProgress]
+) -> None:
+    """A row for every partition the broker listed; `caught_up_at` raised for those read to their end.
+
+    Rows a batch is writing right now are skipped (FOR UPDATE SKIP LOCKED), so the firing never
+    waits for an input batch: it counts this probe's answer anyway (`as_progress`), and the next
+    probe records it. Only partitions not `stored` yet are inserted (an insert that meets a row
+    being updated would wait for it).
+    """
+    p = read_progress.c
+    known = {row.partition for row in stored}
+    missing = [
+        {"topic": topic, "kafka_partition": n, "updated_at": caught.at}
+        for n in sorted(caught.partitions - known)
     ]
-    add = insert(read_progress).values(rows)
-    await conn.execute(
-        add.on_conflict_do_update(
-            index_elements=[read_progress.c.topic, read_progress.c.kafka_partition],
-            set_={
-                "caught_up_at": func.greatest(read_progress.c.caught_up_at, add.excluded.caught_up_at),
-                "updated_at": add.excluded.updated_at,
-            },
-            where=add.excluded.caught_up_at.is_not(None),
-        )
+    if missing:
+        await conn.execute(insert(read_progress).values(missing).on_conflict_do_nothing())
+    if not caught.caught_up:
+        return
+    free = (
+        select(p.kafka_partition)
+        .where(p.topic == topic, p.kafka_partition.in_(sorted(caught.caught_up)))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
+    await conn.execute(
+        update(read_progress)
+        .where(p.topic == topic, p.kafka_partition.in_(free))
+        .values(caught_up_at=func.greatest(p.caught_up_at, caught.at), updated_at=caught.at)
+    )
+
+
+def as_progress(caught: CaughtUp) -> list[ReadProgress]:
+    """The probe's answer as progress rows, to count beside the stored ones."""
+    return [ReadProgress(partition, caught_up_at=caught.at) for partition in sorted(caught.caught_up)]
 
 
 async def progress_of(conn: AsyncConnection, topic: str) -> list[ReadProgress]:

@@ -145,10 +145,12 @@ def low_watermark(
 ) -> datetime | None:
     """The instant before which every renewal, of every partition, has been read: the earliest
     partition mark, never later than `now`. None while no partition is known, or while one of
-    them (from `progress` or `partitions`, e.g. the broker's list) has no mark yet."""
+    them (from `progress` or `partitions`, e.g. the broker's list) has no mark yet. A partition
+    may come more than once (stored, and just seen by the broker): its latest mark counts."""
     marks: dict[int, datetime | None] = {partition: None for partition in partitions}
     for row in progress:
-        marks[row.partition] = row.mark
+        known = [m for m in (marks.get(row.partition), row.mark) if m is not None]
+        marks[row.partition] = max(known, default=None)
     if not marks or any(mark is None for mark in marks.values()):
         return None
     return min([now, *(mark for mark in marks.values() if mark is not None)])
