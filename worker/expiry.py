@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -84,6 +85,8 @@ decisions = logging.getLogger("worker.decisions")
 FIRE_BATCH_SIZE = 500
 """Timers terminated per transaction; the loop goes on at once while batches come back full."""
 MAX_BACKOFF_SECONDS = 30.0
+MIN_PROBE_INTERVAL_SECONDS = 0.1
+"""Rounds woken by every committed batch ask the broker at most this often (three requests each)."""
 
 # pg_try_advisory_xact_lock(bigint): held by the one worker firing timers. Any constant shared by
 # every worker; the one-key form never collides with the two-key form used per subscription.
@@ -573,6 +576,7 @@ class ExpiryTimers:
         self._clock = clock
         self._probe = probe
         self._probe_failing = False
+        self._last_reads: tuple[float, CaughtUp] | None = None
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -624,6 +628,8 @@ class ExpiryTimers:
         watermark then rests on what the database recorded)."""
         if self._probe is None:
             return None
+        if self._last_reads and time.monotonic() - self._last_reads[0] < MIN_PROBE_INTERVAL_SECONDS:
+            return self._last_reads[1]  # older, so it claims less: safe to reuse under a flood of wakes
         try:
             reads = await self._probe.probe()
         except Exception as error:  # noqa: BLE001 - whatever it is, the broker's answer is unknown
@@ -634,6 +640,7 @@ class ExpiryTimers:
         if self._probe_failing:
             log.warning("the broker answers again: expiry timers follow the group's progress")
         self._probe_failing = False
+        self._last_reads = (time.monotonic(), reads)
         return reads
 
 

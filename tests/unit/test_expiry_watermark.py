@@ -170,3 +170,35 @@ async def test_a_timer_due_by_the_clock_but_not_yet_read_to_waits_the_check_inte
     timers = ExpiryTimers(None, check_seconds=2, clock=lambda: NOW)  # type: ignore[arg-type]
 
     assert await timers.fire_all() == 2  # not a busy loop on a deadline already past
+
+
+class CountingProbe:
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def probe(self) -> CaughtUp:
+        self.asked += 1
+        return CaughtUp(NOW, frozenset({0}), frozenset({0}))
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_flood_of_wakes_asks_the_broker_at_most_every_tenth_of_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[Any] = []
+
+    async def fire(engine: Any, now: datetime, limit: int = 500, **kwargs: Any) -> FireReport:
+        seen.append(kwargs["reads"])
+        return FireReport()
+
+    monkeypatch.setattr(expiry, "fire_due_timers", fire)
+    probe = CountingProbe()
+    timers = ExpiryTimers(None, check_seconds=1, probe=probe)  # type: ignore[arg-type]
+    for _ in range(5):
+        await timers.fire_all()
+
+    assert probe.asked == 1
+    assert len(seen) == 5
+    assert all(reads is seen[0] for reads in seen)  # the same, older answer
