@@ -555,9 +555,10 @@ def _utc_now() -> datetime:
 
 class ExpiryTimers:
     """Fires due timers until cancelled: every `check_seconds`, or sooner when the next is due
-    sooner or `wake()` is called (after an input batch commits). Each round first asks `probe`
-    how far the consumer group has read subscription-renewed. A database outage is logged and
-    retried with backoff; a broker outage only stops the watermark from moving."""
+    sooner or `wake()` is called (after an input batch commits). When a timer is due by the clock
+    but not by the stored read progress, a round asks `probe` how far the consumer group has read
+    subscription-renewed. A database outage is logged and retried with backoff; a broker outage
+    only stops the watermark from moving."""
 
     def __init__(
         self,
@@ -606,16 +607,28 @@ class ExpiryTimers:
             self._wake.clear()
 
     async def fire_all(self) -> float:
-        """Fire every timer due now; returns how long to wait before looking again."""
-        reads = await self._read_progress()
+        """Fire every timer due now; returns how long to wait before looking again.
+
+        The broker is asked only when a timer is due by the clock but not by the stored read
+        progress: a worker with nothing waiting sends it nothing."""
+        reads: CaughtUp | None = None
+        asked = False
         while True:
             now = self._clock()
             report = await fire_due_timers(self._engine, now, self._batch_size, reads=reads)
             _log_fired(report)
             if report.terminated:
                 self._after_fire()
-            if report.locked_out or report.claimed < self._batch_size:
+            if report.locked_out:
                 break
+            if report.claimed >= self._batch_size:
+                continue
+            if not asked and _waits_for_reads(report, now):
+                asked = True
+                reads = await self._read_progress()
+                if reads is not None:
+                    continue
+            break
         if report.next_due_at is None:
             return self._check_seconds
         until_due = (report.next_due_at - self._clock()).total_seconds()
@@ -642,6 +655,11 @@ class ExpiryTimers:
         self._probe_failing = False
         self._last_reads = (time.monotonic(), reads)
         return reads
+
+
+def _waits_for_reads(report: FireReport, now: datetime) -> bool:
+    """A pending timer is due by the clock, but the renewals are not known to be read up to it."""
+    return report.next_due_at is not None and report.next_due_at <= now
 
 
 def _log_fired(report: FireReport) -> None:
