@@ -37,7 +37,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Integer, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -54,6 +54,7 @@ from worker.db.tables import (
     terminations,
 )
 from worker.domain.expiry import (
+    EARLIEST_INSTANT,
     CancelledBy,
     ExpiryOutcome,
     GracePeriod,
@@ -361,10 +362,7 @@ async def _renewals_watermark(
 async def _claim_due(conn: AsyncConnection, watermark: datetime, limit: int) -> Sequence[Any]:
     """Lock the due timers (skipping those another transaction holds), earliest first. Instants come
     as epoch numbers, which decode whatever is stored; `_readable` then judges each row alone."""
-    t, failed = expiry_timers.c, expiry_timer_failures.c
-    parked = select(failed.subscription_id).where(
-        failed.subscription_id == t.subscription_id, failed.expiry_ce_id == t.expiry_ce_id
-    )
+    t = expiry_timers.c
     claim = (
         select(
             t.subscription_id,
@@ -374,12 +372,20 @@ async def _claim_due(conn: AsyncConnection, watermark: datetime, limit: int) -> 
             func.extract("epoch", t.expired_at).label("expired_epoch"),
             func.extract("epoch", t.due_at).label("due_epoch"),
         )
-        .where(t.state == TimerState.PENDING, t.due_at <= watermark, ~parked.exists())
+        .where(t.state == TimerState.PENDING, t.due_at <= watermark, _not_parked())
         .order_by(t.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=expiry_timers)
     )
     return (await conn.execute(claim)).all()
+
+
+def _not_parked() -> ColumnElement[bool]:
+    t, failed = expiry_timers.c, expiry_timer_failures.c
+    parked = select(failed.subscription_id).where(
+        failed.subscription_id == t.subscription_id, failed.expiry_ce_id == t.expiry_ce_id
+    )
+    return ~parked.exists()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -471,9 +477,11 @@ async def _park(conn: AsyncConnection, parked: Sequence[Parked], now: datetime) 
 
 
 async def _next_due(conn: AsyncConnection, *, after: datetime | None) -> datetime | None:
-    """The earliest pending deadline after `after` (any, if None); None if none can be read."""
+    """The earliest pending deadline after `after` (any, if None), of the timers not set aside."""
     t = expiry_timers.c
-    pending = select(func.min(func.extract("epoch", t.due_at))).where(t.state == TimerState.PENDING)
+    pending = select(func.min(func.extract("epoch", t.due_at))).where(
+        t.state == TimerState.PENDING, _not_parked()
+    )
     if after is not None:
         pending = pending.where(t.due_at > after)
     epoch = await conn.scalar(pending)
@@ -481,8 +489,10 @@ async def _next_due(conn: AsyncConnection, *, after: datetime | None) -> datetim
         return None
     try:
         return _instant(Decimal(epoch))
-    except (ArithmeticError, ValueError):  # +infinity: it can never be due, so nothing to wait for
-        return None
+    except (ArithmeticError, ValueError):
+        # Before year 1 (-infinity, BC): due by any clock, to be claimed and set aside; after
+        # 9999 (+infinity): never due, nothing to wait for.
+        return EARLIEST_INSTANT if Decimal(epoch) < 0 else None
 
 
 async def _terminate_expired(conn: AsyncConnection, due: Sequence[_Due], now: datetime) -> set[str]:
