@@ -28,6 +28,7 @@ from worker.observability import WorkerMetrics
 from worker.outbox import OutboxRelay
 from worker.parsing import expiry_command, renewal_command, termination_command
 from worker.pipeline import Applied, Apply, BatchPipeline, ObserverGroup, RetryPolicy
+from worker.read_progress import ReadProbe
 from worker.runtime import ProducerSender, create_engine, create_producer
 from worker.security import database_connect_args, kafka_client_options, kafka_security
 from worker.settings import Settings
@@ -94,7 +95,16 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         observer=observer,
         after_commit=relay.wake,
     )
-    timers = ExpiryTimers(engine, check_seconds=settings.expiry_check_seconds, after_fire=relay.wake)
+    # The timers fire on what the group has read of subscription-renewed (docs/expiry.md).
+    read_probe = ReadProbe(
+        services.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        topic=Topic.SUBSCRIPTION_RENEWED.value,
+        **kafka_options,
+    )
+    timers = ExpiryTimers(
+        engine, check_seconds=settings.expiry_check_seconds, after_fire=relay.wake, probe=read_probe
+    )
     expired = BatchPipeline(
         engine=engine,
         parse=expiry_command,
@@ -103,7 +113,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         consumer_group=settings.consumer_group,
         retry=retry,
         observer=observer,
-        after_commit=timers.wake,  # an expiry already past its deadline terminates at once
+        after_commit=timers.wake,  # an expiry past its deadline fires once the renewals are read to it
     )
     renewed = BatchPipeline(
         engine=engine,
@@ -113,6 +123,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         consumer_group=settings.consumer_group,
         retry=retry,
         observer=observer,
+        after_commit=timers.wake,  # the renewals read so far may let due timers fire
     )
     broker = KafkaBroker(
         services.kafka_bootstrap_servers,

@@ -5,15 +5,22 @@
 - `apply_renewal_batch`: each `subscription-renewed` is kept, and cancels a pending timer whose
   grace period it falls in.
 - `fire_due_timers`: one transaction terminates the subscriptions whose timers are due, with a
-  `subscription-terminated` event in the outbox. Only one worker fires at a time (an advisory
-  lock), and the timer rows are claimed FOR UPDATE SKIP LOCKED, so a timer fires once however
-  many workers run; a termination request that got there first wins (ON CONFLICT DO NOTHING).
-- `ExpiryTimers`: the background task that calls it every EXPIRY_CHECK_SECONDS, sooner when the
-  next timer is due sooner or an expiry batch has just committed.
+  `subscription-terminated` event in the outbox. Due means: the deadline is at or before the low
+  watermark of subscription-renewed (worker.domain.expiry.low_watermark over the read_progress
+  rows, worker/read_progress.py), so a renewal still unread in a backlog is never overtaken.
+  Only one worker fires at a time (an advisory lock), and the timer rows are claimed FOR UPDATE
+  SKIP LOCKED, so a timer fires once however many workers run; a termination request that got
+  there first wins (ON CONFLICT DO NOTHING). A timer that cannot fire is parked
+  (expiry_timer_failures) and reported once; the others fire.
+- `ExpiryTimers`: the background task that asks the broker how far the group has read, then
+  calls it, every EXPIRY_CHECK_SECONDS, sooner when the next timer is due sooner or an input
+  batch has just committed.
 
 Expiry and renewal batches lock their subscriptions (transaction-scoped advisory locks, in key
 order) before reading, so an expiry and a renewal of the same subscription handled at the same
-moment by two consumers see each other, whichever commits first.
+moment by two consumers see each other, whichever commits first; they read the timers FOR
+UPDATE, so a timer being fired is seen fired, never cancelled while it fires. A renewal batch
+records the event time it read in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,13 +29,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Integer, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -36,21 +45,40 @@ from schemas.outputs import UNKNOWN_CURRENCY_AMOUNT, SubscriptionTerminated, Ter
 from schemas.topics import Topic
 from worker.db.bulk import copy_rows, wanted
 from worker.db.inbox import inbox_row, seen_digests, terminated_subscriptions
-from worker.db.tables import expiry_timers, inbox, outbox, subscription_renewals, terminations
+from worker.db.tables import (
+    expiry_timer_failures,
+    expiry_timers,
+    inbox,
+    outbox,
+    subscription_renewals,
+    terminations,
+)
 from worker.domain.expiry import (
+    EARLIEST_INSTANT,
     CancelledBy,
     ExpiryOutcome,
     GracePeriod,
     RenewalOutcome,
     Timer,
     TimerState,
+    event_time_read,
     judge_expiry,
     judge_renewal,
+    low_watermark,
+    require_in_range,
 )
 from worker.domain.policy import NoRefundReason
-from worker.failures import IdempotencyConflict, PoisonMessage
+from worker.failures import FailureKind, IdempotencyConflict, PoisonMessage, brief, classify
 from worker.outbox import OutboxEvent, derived_id
 from worker.pipeline import Applied, Apply
+from worker.read_progress import (
+    CaughtUp,
+    ReadProbe,
+    as_progress,
+    progress_of,
+    record_caught_up,
+    record_read,
+)
 
 log = logging.getLogger(__name__)
 decisions = logging.getLogger("worker.decisions")
@@ -58,6 +86,8 @@ decisions = logging.getLogger("worker.decisions")
 FIRE_BATCH_SIZE = 500
 """Timers terminated per transaction; the loop goes on at once while batches come back full."""
 MAX_BACKOFF_SECONDS = 30.0
+MIN_PROBE_INTERVAL_SECONDS = 0.1
+"""Rounds woken by every committed batch ask the broker at most this often (three requests each)."""
 
 # pg_try_advisory_xact_lock(bigint): held by the one worker firing timers. Any constant shared by
 # every worker; the one-key form never collides with the two-key form used per subscription.
@@ -137,7 +167,7 @@ async def apply_expiry_batch(
     await _lock_subscriptions(conn, subscriptions)
     seen = await seen_digests(conn, topic, {c.ce_id for c in commands})
     terminated = await terminated_subscriptions(conn, subscriptions)
-    stored = await _timers(conn, subscriptions)
+    stored = await _timers(conn, subscriptions)  # FOR UPDATE: waits for a firing of them to end
     earliest = min((c.expired_at for c in commands), default=now)
     renewals = await _renewals(conn, subscriptions, after=earliest)
 
@@ -194,7 +224,7 @@ async def apply_renewal_batch(
     subscriptions = {c.subscription_id for c in commands}
     await _lock_subscriptions(conn, subscriptions)
     seen = await seen_digests(conn, topic, {c.ce_id for c in commands})
-    stored = await _timers(conn, subscriptions)
+    stored = await _timers(conn, subscriptions)  # FOR UPDATE: waits for a firing of them to end
 
     results: list[RenewalResult] = []
     inbox_rows: list[dict[str, Any]] = []
@@ -237,7 +267,18 @@ async def apply_renewal_batch(
     if renewal_rows:  # the same instant under another ce_id is the same renewal
         await conn.execute(insert(subscription_renewals).values(renewal_rows).on_conflict_do_nothing())
     await _upsert_timers(conn, changed.values())
+    await record_read(conn, topic, _event_time_by_partition(commands, now), now)
     return results
+
+
+def _event_time_by_partition(commands: Sequence[RenewalCommand], now: datetime) -> dict[int, datetime]:
+    """How far the batch read each partition, in event time (redeliveries were read too)."""
+    by_partition: dict[int, list[datetime]] = {}
+    for command in commands:
+        if command.partition is not None:
+            by_partition.setdefault(command.partition, []).append(command.renewed_at)
+    read = {p: event_time_read(instants, now=now) for p, instants in by_partition.items()}
+    return {p: instant for p, instant in read.items() if instant is not None}
 
 
 # --- firing -----------------------------------------------------------------------------------
@@ -252,6 +293,15 @@ class Fired:
 
 
 @dataclass(frozen=True, slots=True)
+class Parked:
+    """A due timer that could not fire: set aside in expiry_timer_failures, with why."""
+
+    subscription_id: str
+    expiry_ce_id: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class FireReport:
     locked_out: bool = False
     """Another worker is firing timers right now; this one did nothing."""
@@ -259,56 +309,200 @@ class FireReport:
     terminated: tuple[Fired, ...] = ()
     already_terminated: tuple[str, ...] = ()
     """Subscriptions a termination request had terminated meanwhile: nothing was published."""
+    parked: tuple[Parked, ...] = ()
+    """Due timers that could not fire, now set aside; the others fired."""
+    watermark: datetime | None = None
+    """Renewals are read up to here, and timers due by then fire (None: not known, none fired)."""
     next_due_at: datetime | None = None
-    """The earliest pending deadline after `now`, if any (not known when locked out)."""
+    """The earliest pending deadline after the watermark, if any (not known when locked out)."""
 
 
-async def fire_due_timers(engine: AsyncEngine, now: datetime, limit: int = FIRE_BATCH_SIZE) -> FireReport:
-    """Terminate, in one transaction, up to `limit` subscriptions whose timers are due at `now`."""
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """A claimed timer whose values could be read."""
+
+    subscription_id: str
+    account_id: str
+    reseller_id: str
+    expiry_ce_id: str
+    expired_at: datetime
+    due_at: datetime
+
+
+async def fire_due_timers(
+    engine: AsyncEngine, now: datetime, limit: int = FIRE_BATCH_SIZE, *, reads: CaughtUp | None = None
+) -> FireReport:
+    """Terminate, in one transaction, up to `limit` subscriptions whose timers are due: their deadline
+    is at or before the low watermark of subscription-renewed (and `now`). `reads`, what the broker
+    said of the consumer group's progress, is recorded first. A timer that cannot fire is parked."""
     async with engine.begin() as conn:
         if not await conn.scalar(select(func.pg_try_advisory_xact_lock(FIRING_LOCK_KEY))):
             return FireReport(locked_out=True)
-        claim = (
-            select(
-                expiry_timers.c.subscription_id,
-                expiry_timers.c.account_id,
-                expiry_timers.c.reseller_id,
-                expiry_timers.c.expired_at,
-                expiry_timers.c.due_at,
-            )
-            .where(expiry_timers.c.state == TimerState.PENDING, expiry_timers.c.due_at <= now)
-            .order_by(expiry_timers.c.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        due = (await conn.execute(claim)).all()
-        fired: list[Fired] = []
-        others: list[str] = []
-        if due:
-            ours = await _terminate_expired(conn, due, now)
-            fired = [
-                Fired(r.subscription_id, r.account_id, r.expired_at, r.due_at)
-                for r in due
-                if r.subscription_id in ours
-            ]
-            others = [r.subscription_id for r in due if r.subscription_id not in ours]
-            await _mark_fired(conn, [f.subscription_id for f in fired], others, now)
-        next_due = await conn.scalar(
-            select(func.min(expiry_timers.c.due_at)).where(
-                expiry_timers.c.state == TimerState.PENDING, expiry_timers.c.due_at > now
-            )
-        )
-    return FireReport(False, len(due), tuple(fired), tuple(others), next_due)
+        watermark = await _renewals_watermark(conn, reads, now)
+        claimed = await _claim_due(conn, watermark, limit) if watermark is not None else []
+        due, parked = _readable(claimed)
+        fired, others, failed = await _fire(conn, due, now)
+        parked += failed
+        await _park(conn, parked, now)
+        next_due = await _next_due(conn, after=watermark)
+    return FireReport(False, len(claimed), fired, others, tuple(parked), watermark, next_due)
 
 
-async def _terminate_expired(conn: AsyncConnection, due: Sequence[Any], now: datetime) -> set[str]:
+async def _renewals_watermark(
+    conn: AsyncConnection, reads: CaughtUp | None, now: datetime
+) -> datetime | None:
+    topic = Topic.SUBSCRIPTION_RENEWED.value
+    progress = await progress_of(conn, topic)
+    if reads is None:
+        return low_watermark(progress, now=now)
+    await record_caught_up(conn, topic, reads, stored=progress)
+    return low_watermark([*progress, *as_progress(reads)], now=now, partitions=reads.partitions)
+
+
+async def _claim_due(conn: AsyncConnection, watermark: datetime, limit: int) -> Sequence[Any]:
+    """Lock the due timers (skipping those another transaction holds), earliest first. Instants come
+    as epoch numbers, which decode whatever is stored; `_readable` then judges each row alone."""
+    t = expiry_timers.c
+    claim = (
+        select(
+            t.subscription_id,
+            t.account_id,
+            t.reseller_id,
+            t.expiry_ce_id,
+            func.extract("epoch", t.expired_at).label("expired_epoch"),
+            func.extract("epoch", t.due_at).label("due_epoch"),
+        )
+        .where(t.state == TimerState.PENDING, t.due_at <= watermark, _not_parked())
+        .order_by(t.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=expiry_timers)
+    )
+    return (await conn.execute(claim)).all()
+
+
+def _not_parked() -> ColumnElement[bool]:
+    t, failed = expiry_timers.c, expiry_timer_failures.c
+    parked = select(failed.subscription_id).where(
+        failed.subscription_id == t.subscription_id, failed.expiry_ce_id == t.expiry_ce_id
+    )
+    return ~parked.exists()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _instant(epoch: Decimal) -> datetime:
+    """A stored instant, from its epoch seconds; raises for one Python cannot hold (+-infinity, BC)."""
+    instant = _EPOCH + timedelta(microseconds=int(epoch * 1_000_000))
+    require_in_range(instant, "a stored instant")
+    return instant
+
+
+def _readable(rows: Sequence[Any]) -> tuple[list[_Due], list[Parked]]:
+    due: list[_Due] = []
+    parked: list[Parked] = []
+    for row in rows:
+        try:
+            expired_at, due_at = _instant(row.expired_epoch), _instant(row.due_epoch)
+            expiry_event_id(row.subscription_id, expired_at)
+        except (ArithmeticError, ValueError) as error:  # DomainError is a ValueError
+            parked.append(Parked(row.subscription_id, row.expiry_ce_id, f"{type(error).__name__}: {error}"))
+            continue
+        due.append(
+            _Due(row.subscription_id, row.account_id, row.reseller_id, row.expiry_ce_id, expired_at, due_at)
+        )
+    return due, parked
+
+
+async def _fire(
+    conn: AsyncConnection, due: Sequence[_Due], now: datetime
+) -> tuple[tuple[Fired, ...], tuple[str, ...], list[Parked]]:
+    """Fire them all at once; if that fails for a reason other than the database being away or
+    busy, fire them one by one, each in its savepoint, and park those that fail alone."""
+    if not due:
+        return (), (), []
+    try:
+        async with conn.begin_nested():
+            return (*await _terminate(conn, due, now), [])
+    except Exception as error:
+        if classify(error) in (FailureKind.INFRASTRUCTURE, FailureKind.CONTENTION):
+            raise
+        log.warning(
+            "firing %d expiry timers together failed (%s); firing them one by one", len(due), brief(error)
+        )
+    fired: list[Fired] = []
+    others: list[str] = []
+    parked: list[Parked] = []
+    for one in due:
+        try:
+            async with conn.begin_nested():
+                ours, theirs = await _terminate(conn, [one], now)
+        except Exception as error:
+            if classify(error) in (FailureKind.INFRASTRUCTURE, FailureKind.CONTENTION):
+                raise
+            parked.append(Parked(one.subscription_id, one.expiry_ce_id, brief(error)))
+            continue
+        fired += ours
+        others += theirs
+    return tuple(fired), tuple(others), parked
+
+
+async def _terminate(
+    conn: AsyncConnection, due: Sequence[_Due], now: datetime
+) -> tuple[tuple[Fired, ...], tuple[str, ...]]:
+    ours = await _terminate_expired(conn, due, now)
+    fired = tuple(
+        Fired(d.subscription_id, d.account_id, d.expired_at, d.due_at)
+        for d in due
+        if d.subscription_id in ours
+    )
+    others = tuple(d.subscription_id for d in due if d.subscription_id not in ours)
+    await _mark_fired(conn, [f.subscription_id for f in fired], others, now)
+    return fired, others
+
+
+async def _park(conn: AsyncConnection, parked: Sequence[Parked], now: datetime) -> None:
+    if not parked:
+        return
+    rows = [
+        {
+            "subscription_id": p.subscription_id,
+            "expiry_ce_id": p.expiry_ce_id,
+            "error": p.error,
+            "failed_at": now,
+        }
+        for p in parked
+    ]
+    await conn.execute(insert(expiry_timer_failures).values(rows).on_conflict_do_nothing())
+
+
+async def _next_due(conn: AsyncConnection, *, after: datetime | None) -> datetime | None:
+    """The earliest pending deadline after `after` (any, if None), of the timers not set aside."""
+    t = expiry_timers.c
+    pending = select(func.min(func.extract("epoch", t.due_at))).where(
+        t.state == TimerState.PENDING, _not_parked()
+    )
+    if after is not None:
+        pending = pending.where(t.due_at > after)
+    epoch = await conn.scalar(pending)
+    if epoch is None:
+        return None
+    try:
+        return _instant(Decimal(epoch))
+    except (ArithmeticError, ValueError):
+        # Before year 1 (-infinity, BC): due by any clock, to be claimed and set aside; after
+        # 9999 (+infinity): never due, nothing to wait for.
+        return EARLIEST_INSTANT if Decimal(epoch) < 0 else None
+
+
+async def _terminate_expired(conn: AsyncConnection, due: Sequence[_Due], now: datetime) -> set[str]:
     """Insert the terminations and their events; returns the subscriptions terminated here (those a
     request terminated first keep that termination, and nothing is published for them)."""
     rows = [
         {
-            "subscription_id": r.subscription_id,
-            "account_id": r.account_id,
-            "reseller_id": r.reseller_id,
+            "subscription_id": d.subscription_id,
+            "account_id": d.account_id,
+            "reseller_id": d.reseller_id,
             "cause": TerminationCause.EXPIRED,
             "request_id": None,
             "terminated_at": now,
@@ -317,7 +511,7 @@ async def _terminate_expired(conn: AsyncConnection, due: Sequence[Any], now: dat
             "rule": None,
             "no_refund_reason": NoRefundReason.EXPIRED,
         }
-        for r in due
+        for d in due
     ]
     add = (
         insert(terminations)
@@ -326,7 +520,7 @@ async def _terminate_expired(conn: AsyncConnection, due: Sequence[Any], now: dat
         .returning(terminations.c.subscription_id)
     )
     ours = set((await conn.execute(add)).scalars())
-    events = [_terminated_event(r, now) for r in due if r.subscription_id in ours]
+    events = [_terminated_event(d, now) for d in due if d.subscription_id in ours]
     await copy_rows(conn, outbox, [e.row() for e in events])
     return ours
 
@@ -349,12 +543,12 @@ def expiry_event_id(subscription_id: str, expired_at: datetime) -> str:
     return derived_id(f"{subscription_id}@{expired_at.astimezone(UTC).isoformat()}", "expiry-terminated")
 
 
-def _terminated_event(row: Any, now: datetime) -> OutboxEvent:
+def _terminated_event(due: _Due, now: datetime) -> OutboxEvent:
     data = SubscriptionTerminated(
         request_id=None,
-        subscription_id=row.subscription_id,
-        account_id=row.account_id,
-        reseller_id=row.reseller_id,
+        subscription_id=due.subscription_id,
+        account_id=due.account_id,
+        reseller_id=due.reseller_id,
         terminated_at=now,
         cause=TerminationCause.EXPIRED,
         refund_amount=UNKNOWN_CURRENCY_AMOUNT,
@@ -362,7 +556,7 @@ def _terminated_event(row: Any, now: datetime) -> OutboxEvent:
         rule=None,
         no_refund_reason=NoRefundReason.EXPIRED,
     )
-    return OutboxEvent.of(expiry_event_id(row.subscription_id, row.expired_at), data, now)
+    return OutboxEvent.of(expiry_event_id(due.subscription_id, due.expired_at), data, now)
 
 
 def _utc_now() -> datetime:
@@ -371,8 +565,10 @@ def _utc_now() -> datetime:
 
 class ExpiryTimers:
     """Fires due timers until cancelled: every `check_seconds`, or sooner when the next is due
-    sooner or `wake()` is called (after an expiry batch commits, so an expiry already past its
-    deadline terminates at once). A database outage is logged and retried with backoff."""
+    sooner or `wake()` is called (after an input batch commits). When a timer is due by the clock
+    but not by the stored read progress, a round asks `probe` how far the consumer group has read
+    subscription-renewed. A database outage is logged and retried with backoff; a broker outage
+    only stops the watermark from moving."""
 
     def __init__(
         self,
@@ -382,18 +578,29 @@ class ExpiryTimers:
         batch_size: int = FIRE_BATCH_SIZE,
         after_fire: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = _utc_now,
+        probe: ReadProbe | None = None,
     ) -> None:
         self._engine = engine
         self._check_seconds = check_seconds
         self._batch_size = batch_size
         self._after_fire = after_fire
         self._clock = clock
+        self._probe = probe
+        self._probe_failing = False
+        self._last_reads: tuple[float, CaughtUp] | None = None
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._probe is not None:
+                await self._probe.close()
+
+    async def _run(self) -> None:
         backoff = self._check_seconds
         while True:
             try:
@@ -410,19 +617,59 @@ class ExpiryTimers:
             self._wake.clear()
 
     async def fire_all(self) -> float:
-        """Fire every timer due now; returns how long to wait before looking again."""
+        """Fire every timer due now; returns how long to wait before looking again.
+
+        The broker is asked only when a timer is due by the clock but not by the stored read
+        progress: a worker with nothing waiting sends it nothing."""
+        reads: CaughtUp | None = None
+        asked = False
         while True:
             now = self._clock()
-            report = await fire_due_timers(self._engine, now, self._batch_size)
+            report = await fire_due_timers(self._engine, now, self._batch_size, reads=reads)
             _log_fired(report)
             if report.terminated:
                 self._after_fire()
-            if report.locked_out or report.claimed < self._batch_size:
+            if report.locked_out:
                 break
+            if report.claimed >= self._batch_size:
+                continue
+            if not asked and _waits_for_reads(report, now):
+                asked = True
+                reads = await self._read_progress()
+                if reads is not None:
+                    continue
+            break
         if report.next_due_at is None:
             return self._check_seconds
         until_due = (report.next_due_at - self._clock()).total_seconds()
-        return min(max(until_due, 0.0) + 0.005, self._check_seconds)
+        if until_due <= 0:  # due by the clock, waiting for renewals to be read: a batch wakes us
+            return self._check_seconds
+        return min(until_due + 0.005, self._check_seconds)
+
+    async def _read_progress(self) -> CaughtUp | None:
+        """What the broker says of the group's progress; None while it does not answer (the
+        watermark then rests on what the database recorded)."""
+        if self._probe is None:
+            return None
+        if self._last_reads and time.monotonic() - self._last_reads[0] < MIN_PROBE_INTERVAL_SECONDS:
+            return self._last_reads[1]  # older, so it claims less: safe to reuse under a flood of wakes
+        try:
+            reads = await self._probe.probe()
+        except Exception as error:  # noqa: BLE001 - whatever it is, the broker's answer is unknown
+            if not self._probe_failing:
+                log.warning("cannot tell how far the group has read (%s); expiry timers wait", brief(error))
+            self._probe_failing = True
+            return None
+        if self._probe_failing:
+            log.warning("the broker answers again: expiry timers follow the group's progress")
+        self._probe_failing = False
+        self._last_reads = (time.monotonic(), reads)
+        return reads
+
+
+def _waits_for_reads(report: FireReport, now: datetime) -> bool:
+    """A pending timer is due by the clock, but the renewals are not known to be read up to it."""
+    return report.next_due_at is not None and report.next_due_at <= now
 
 
 def _log_fired(report: FireReport) -> None:
@@ -436,6 +683,14 @@ def _log_fired(report: FireReport) -> None:
         )
     for subscription in report.already_terminated:
         decisions.info("expiry timer of subscription=%s found it terminated by a request", subscription)
+    for parked in report.parked:  # once: a parked timer is never claimed again
+        log.warning(
+            "expiry timer of subscription=%s (expiry ce_id=%s) cannot fire and is set aside in "
+            "expiry_timer_failures: %s",
+            parked.subscription_id,
+            parked.expiry_ce_id,
+            parked.error,
+        )
 
 
 # --- the pipelines' apply functions -----------------------------------------------------------
@@ -544,7 +799,11 @@ def _redelivery(seen: Mapping[str, bytes], ce_id: str, digest: bytes) -> Redeliv
 
 async def _timers(conn: AsyncConnection, subscription_ids: set[str]) -> dict[str, _Stored]:
     ids = wanted("ids")
-    query = select(expiry_timers).join_from(ids, expiry_timers, expiry_timers.c.subscription_id == ids.c.id)
+    query = (
+        select(expiry_timers)
+        .join_from(ids, expiry_timers, expiry_timers.c.subscription_id == ids.c.id)
+        .with_for_update(of=expiry_timers)
+    )
     rows = await conn.execute(query, {"ids": list(subscription_ids)})
     return {
         row.subscription_id: _Stored(

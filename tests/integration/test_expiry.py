@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from worker.expiry import (
     expiry_event_id,
     fire_due_timers,
 )
+from worker.read_progress import CaughtUp
 from worker.runtime import create_engine
 from worker.settings import Settings
 
@@ -71,6 +73,12 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def all_read(at: datetime) -> CaughtUp:
+    """What the broker would say of a group that has read every partition of subscription-renewed."""
+    partitions = frozenset(range(Settings().topic_partitions))
+    return CaughtUp(at, partitions, partitions)
 
 
 def party() -> dict[str, str]:
@@ -291,6 +299,54 @@ async def test_two_workers_terminate_each_subscription_once(settings: Settings, 
     assert set(counts.values()) == {1}, counts
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_backlog_never_terminates_a_subscription_renewed_in_time(
+    settings: Settings, kafka_bootstrap: str, workers: int
+) -> None:
+    """Expiries and renewals published while no worker runs, deadlines already past, renewals
+    before and after their expiry: the renewed survive, the others terminate (docs/expiry.md)."""
+    if workers == 2:  # a group of its own, as in test_two_workers_terminate_each_subscription_once
+        settings = settings.model_copy(update={"consumer_group": unique("refund-worker-backlog")})
+    renewed_first, expired_first, not_renewed = (
+        [party() for _ in range(3)],
+        [party() for _ in range(3)],
+        [party(), party()],
+    )
+    # No worker runs now, so the database's read progress is older than this instant.
+    expired_at = now()
+    renewed_at = expired_at + timedelta(seconds=1)  # inside the grace period
+    await wait_until(expired_at + timedelta(seconds=GRACE_SECONDS + 0.3))  # deadlines past before publishing
+    backlog = [event(RENEWED, renewed(who, renewed_at)) for who in renewed_first]
+    backlog += [
+        event(EXPIRED, expired(who, expired_at)) for who in renewed_first + expired_first + not_renewed
+    ]
+    backlog += [event(RENEWED, renewed(who, renewed_at)) for who in expired_first]
+    controls = {who["subscription_id"] for who in not_renewed}
+
+    def controls_terminated(received: list[Received]) -> bool:
+        return controls <= {r.data["subscription_id"] for r in received if r.topic == TERMINATED}
+
+    async with OutputWatcher(kafka_bootstrap) as watcher:
+        await publish(kafka_bootstrap, backlog)
+        async with contextlib.AsyncExitStack() as running:
+            started = [await running.enter_async_context(running_worker(settings)) for _ in range(workers)]
+            await watcher.wait_for(controls_terminated, within=40.0, settle=1.5)
+            saved = renewed_first + expired_first
+            timers = [await timer_of(started[0], who["subscription_id"]) for who in saved]
+
+    terminated = [r.data["subscription_id"] for r in watcher.received if r.topic == TERMINATED]
+    assert [who["subscription_id"] for who in saved if who["subscription_id"] in terminated] == []
+    for timer in timers:
+        assert (timer.state, timer.cancelled_by, timer.renewed_at) == ("cancelled", "renewal", renewed_at)
+    for message in (
+        r for r in watcher.received if r.topic == TERMINATED and r.data["subscription_id"] in controls
+    ):
+        assert datetime.fromisoformat(message.data["terminated_at"]) >= expired_at + timedelta(
+            seconds=GRACE_SECONDS
+        )
+
+
 async def test_concurrent_firing_terminates_once(database_url: str) -> None:
     """Many fire rounds at once over two connection pools: every due timer fires exactly once."""
     grace = GracePeriod(GRACE_SECONDS / 86400)
@@ -314,7 +370,9 @@ async def test_concurrent_firing_terminates_once(database_url: str) -> None:
             await apply_expiry_batch(conn, commands, grace=grace, now=now())
         reports = []
         while True:
-            round_ = await asyncio.gather(*(fire_due_timers(e, now(), limit=7) for e in engines * 3))
+            round_ = await asyncio.gather(
+                *(fire_due_timers(e, now(), limit=7, reads=all_read(now())) for e in engines * 3)
+            )
             reports += round_
             if all(r.locked_out or r.claimed == 0 for r in round_) and any(not r.locked_out for r in round_):
                 break
@@ -403,7 +461,7 @@ async def test_a_timer_that_finds_its_subscription_terminated_publishes_nothing(
                     **who, cause="customer_request", request_id=unique("ce"), terminated_at=now()
                 )
             )
-        report = await fire_due_timers(engine, now())
+        report = await fire_due_timers(engine, now(), reads=all_read(now()))
         assert report.already_terminated == (who["subscription_id"],)
         assert who["subscription_id"] not in {f.subscription_id for f in report.terminated}
         async with engine.connect() as conn:

@@ -21,7 +21,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch, steps: list[Callable[[], FireRepor
     """Replace fire_due_timers by these steps, in turn; then nothing is due. Returns the `now`s asked."""
     asked: list[datetime] = []
 
-    async def fire(engine: Any, now: datetime, limit: int = 500) -> FireReport:
+    async def fire(engine: Any, now: datetime, limit: int = 500, **_: Any) -> FireReport:
         asked.append(now)
         return steps.pop(0)() if steps else FireReport()
 

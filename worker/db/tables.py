@@ -250,3 +250,31 @@ oversize_dead_letters = Table(
         name="uq_oversize_dead_letters_original",  # the convention's name would pass 63 characters
     ),
 )
+
+# How far each input partition has been read into this database (migration 0004), for the expiry
+# timers' low watermark (worker/domain/expiry.py, docs/expiry.md): `read_through` is the latest
+# event time read (written with each batch), `caught_up_at` the latest time the consumer group had
+# read the partition to its end (written by the timer loop, from the broker's offsets).
+read_progress = Table(
+    "read_progress",
+    metadata,
+    Column("topic", Text, nullable=False),
+    Column("kafka_partition", Integer, nullable=False),
+    Column("read_through", DateTime(timezone=True), nullable=True),
+    Column("caught_up_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("topic", "kafka_partition"),
+)
+
+# Expiry timers set aside because they could not fire (a value the worker cannot handle), with
+# the error; keyed by the expiry that armed the timer, so a later expiry re-arms a timer that
+# fires. The others go on firing (worker/expiry.py).
+expiry_timer_failures = Table(
+    "expiry_timer_failures",
+    metadata,
+    Column("subscription_id", Text, nullable=False),
+    Column("expiry_ce_id", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("subscription_id", "expiry_ce_id"),
+)

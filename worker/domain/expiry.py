@@ -8,6 +8,11 @@ Renewals and expiries come on different topics, so either may arrive first. The 
 take every renewal known for the subscription, not only those that arrived after the expiry: an
 expiry arriving after a renewal that falls inside its grace period is born cancelled.
 
+Timers fire on what has been read, not on the wall clock alone: a timer is due once its deadline
+is at or before the **low watermark** of `subscription-renewed`, the instant before which every
+renewal has been read (`low_watermark`), so that a renewal still waiting in a backlog can save its
+subscription. docs/expiry.md tells the design.
+
 Pure: the caller reads what the store knows, asks these functions, and writes what they return.
 """
 
@@ -16,12 +21,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from worker.domain.errors import DomainError
 
 DEFAULT_GRACE_DAYS = 28
+
+# The instants an expiry and its deadline may take: a day inside what Python represents, so that
+# any UTC offset still converts, and PostgreSQL never stores them as -infinity or +infinity
+# (asyncpg writes datetime.min and datetime.max so, and reads them back as values that fail).
+EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+class InstantOutOfRange(DomainError):
+    """An expiry or deadline outside EARLIEST_INSTANT..LATEST_INSTANT: no timer can be kept for it."""
 
 
 class TimerState(StrEnum):
@@ -56,7 +71,23 @@ class GracePeriod:
     def deadline(self, expired_at: datetime) -> datetime:
         """When a subscription that expired at `expired_at` is terminated unless renewed."""
         _require_aware(expired_at, "expired_at")
-        return expired_at + self.length
+        require_in_range(expired_at, "expired_at")
+        try:
+            deadline = expired_at + self.length
+        except OverflowError:
+            raise InstantOutOfRange(
+                f"the deadline of an expiry at {expired_at.isoformat()} is past year 9999"
+            ) from None
+        require_in_range(deadline, "the deadline")
+        return deadline
+
+
+def require_in_range(instant: datetime, name: str) -> None:
+    if not EARLIEST_INSTANT <= instant <= LATEST_INSTANT:
+        raise InstantOutOfRange(
+            f"{name} {instant.isoformat()} is outside {EARLIEST_INSTANT.isoformat()}"
+            f" .. {LATEST_INSTANT.isoformat()}"
+        )
 
 
 def renewal_cancels(expired_at: datetime, renewed_at: datetime, deadline: datetime) -> bool:
@@ -76,16 +107,68 @@ class Timer:
     """The renewal that cancelled it, if one did."""
     cancelled_by: CancelledBy | None = None
 
-    def is_due(self, now: datetime) -> bool:
-        """Pending and its deadline reached: an expiry already past its deadline on arrival is due at once."""
-        return self.state is TimerState.PENDING and self.due_at <= now
+    def is_due(self, watermark: datetime | None) -> bool:
+        """Pending, and every renewal that could still save it has been read (`low_watermark`)."""
+        return self.state is TimerState.PENDING and deadline_reached(self.due_at, watermark)
+
+
+def deadline_reached(due_at: datetime, watermark: datetime | None) -> bool:
+    """A deadline is reached once the renewals are read up to it: no renewal inside the grace
+    period (strictly before `due_at`) can still be waiting unread. No watermark: nothing is."""
+    return watermark is not None and due_at <= watermark
+
+
+# --- how far subscription-renewed has been read -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProgress:
+    """How far one partition of subscription-renewed is read into the store (table read_progress)."""
+
+    partition: int
+    read_through: datetime | None = None
+    """Event time: the latest renewed_at read from it, never later than the clock when read.
+    A partition carries renewals in about the order they happen, so those before are read."""
+    caught_up_at: datetime | None = None
+    """The latest time at which the consumer group had read it to its end: every renewal
+    published before that instant is stored."""
+
+    @property
+    def mark(self) -> datetime | None:
+        """Every renewal of this partition made before this instant has been read (None: unknown)."""
+        known = [t for t in (self.read_through, self.caught_up_at) if t is not None]
+        return max(known, default=None)
+
+
+def low_watermark(
+    progress: Iterable[ReadProgress], *, now: datetime, partitions: Iterable[int] = ()
+) -> datetime | None:
+    """The instant before which every renewal, of every partition, has been read: the earliest
+    partition mark, never later than `now`. None while no partition is known, or while one of
+    them (from `progress` or `partitions`, e.g. the broker's list) has no mark yet. A partition
+    may come more than once (stored, and just seen by the broker): its latest mark counts."""
+    marks: dict[int, datetime | None] = {partition: None for partition in partitions}
+    for row in progress:
+        known = [m for m in (marks.get(row.partition), row.mark) if m is not None]
+        marks[row.partition] = max(known, default=None)
+    if not marks or any(mark is None for mark in marks.values()):
+        return None
+    return min([now, *(mark for mark in marks.values() if mark is not None)])
+
+
+def event_time_read(renewed_at: Iterable[datetime], *, now: datetime) -> datetime | None:
+    """The event time a batch of one partition's renewals shows: the latest renewed_at, but never
+    later than `now` (a renewal dated in the future must not let every timer fire early)."""
+    latest = max(renewed_at, default=None)
+    return None if latest is None else min(latest, now)
 
 
 class ExpiryOutcome(StrEnum):
     ARMED = "armed"
     """A pending timer, due in the future."""
     DUE = "due"
-    """A pending timer whose deadline had already passed on arrival: it fires at once."""
+    """A pending timer whose deadline had already passed on arrival: it fires as soon as the
+    renewals are read up to its deadline (at once, unless a backlog holds them)."""
     CANCELLED = "cancelled"
     """Born cancelled: a renewal inside its grace period is already known."""
     ALREADY_TERMINATED = "already_terminated"

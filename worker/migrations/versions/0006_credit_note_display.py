@@ -6,7 +6,7 @@ and `amounts_include_tax = true` (what the worker writes from now on); the opera
 from the invoice app, keep all three null.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-02
 """
 
