@@ -35,9 +35,9 @@ from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
 from worker.db.bulk import wanted
 from worker.db.tables import account_balances, balance_ledger, inbox, terminations
+from worker.engine.runtime import create_engine
+from worker.engine.topics_admin import ensure_topics
 from worker.infra import embedded_kafka, embedded_postgres
-from worker.runtime import create_engine
-from worker.topics_admin import ensure_topics
 
 REQUESTED = Topic.TERMINATION_REQUESTED.value
 TERMINATED = Topic.SUBSCRIPTION_TERMINATED.value

@@ -20,8 +20,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from worker.config.settings import async_database_url
 from worker.infra import TANSU_GROUP_SETTINGS, embedded_kafka, embedded_postgres
-from worker.settings import async_database_url
 
 # Timeouts any Kafka accepts (its minimum session timeout is 6 s by default).
 KAFKA_GROUP_SETTINGS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
@@ -33,7 +33,7 @@ POSTGRES_IMAGE = "postgres:18-alpine"
 
 def _from_environment(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
-    return value or None  # blank means unset, as in worker.settings
+    return value or None  # blank means unset, as in worker.config.settings
 
 
 @functools.cache

@@ -1,5 +1,5 @@
 """`python -m worker ...` is `refund-worker ...`."""
 
-from worker.cli import main
+from worker.entrypoints.cli import main
 
 main()

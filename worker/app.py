@@ -16,25 +16,25 @@ from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.topics import Topic
+from worker.config.security import database_connect_args, kafka_client_options, kafka_security
+from worker.config.settings import Settings
 from worker.domain.expiry import GracePeriod
 from worker.domain.policy import RefundPolicy
-from worker.expiry import ExpiryTimers, expiry_applier, renewal_applier
-from worker.failures import IdempotencyConflict, PoisonMessage
+from worker.engine.failures import IdempotencyConflict, PoisonMessage
+from worker.engine.outbox import OutboxRelay
+from worker.engine.parsing import expiry_command, renewal_command, termination_command
+from worker.engine.pipeline import Applied, Apply, BatchPipeline, ObserverGroup, RetryPolicy
+from worker.engine.runtime import ProducerSender, create_engine, create_producer
+from worker.engine.startup import broker_connected, database_at_head
+from worker.engine.topics_admin import ensure_topics
+from worker.expiry.read_progress import ReadProbe
+from worker.expiry.service import ExpiryTimers, expiry_applier, renewal_applier
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
-from worker.health import Liveness, Routes, StartupProgress, http_routes
 from worker.infra import TANSU_GROUP_SETTINGS
-from worker.observability import WorkerMetrics
-from worker.outbox import OutboxRelay
-from worker.parsing import expiry_command, renewal_command, termination_command
-from worker.pipeline import Applied, Apply, BatchPipeline, ObserverGroup, RetryPolicy
-from worker.read_progress import ReadProbe
-from worker.runtime import ProducerSender, create_engine, create_producer
-from worker.security import database_connect_args, kafka_client_options, kafka_security
-from worker.settings import Settings
-from worker.startup import broker_connected, database_at_head
-from worker.terminations import CommandResult, Outcome, TerminationCommand, apply_termination_batch
-from worker.topics_admin import ensure_topics
+from worker.ops.health import Liveness, Routes, StartupProgress, http_routes
+from worker.ops.observability import WorkerMetrics
+from worker.terminations.service import CommandResult, Outcome, TerminationCommand, apply_termination_batch
 
 log = logging.getLogger("worker.decisions")
 
@@ -59,7 +59,7 @@ class Worker:
     timers: ExpiryTimers
     metrics: WorkerMetrics
     http_routes: Routes
-    """/health/live, /health/ready and /metrics, served by worker.health.HttpServer."""
+    """/health/live, /health/ready and /metrics, served by worker.ops.health.HttpServer."""
     startup: StartupProgress
     """What start-up waits for (the database, its schema, the broker), as readiness reports it."""
 
@@ -153,7 +153,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     @app.on_startup
     async def prepare() -> None:
         """Consume nothing until the database answers at this release's schema and the broker answers:
-        a missing schema or service is waited out (worker/startup.py), never taken for poison."""
+        a missing schema or service is waited out (worker/engine/startup.py), never taken for poison."""
         backoff = settings.retry_backoff_seconds
         await database_at_head(engine, startup, migrate=settings.migrate_on_start, first_backoff=backoff)
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.harness import Raw, seek_past_last_batch
-from worker.deadletter import read_number
+from worker.dlq.recoverer import read_number
 
 Header = tuple[str, bytes]
 

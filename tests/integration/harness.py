@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
 from worker.app import Services, Worker, build_worker
-from worker.settings import Settings
-from worker.topics_admin import ensure_topics
+from worker.config.settings import Settings
+from worker.engine.topics_admin import ensure_topics
 
 SOURCE = "/tests/portal"
 OUTPUT_TOPIC_NAMES = tuple(topic.value for topic in OUTPUT_TOPICS)

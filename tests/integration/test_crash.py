@@ -28,7 +28,7 @@ from tests.integration.harness import (
     unique,
 )
 from worker.db.tables import account_balances, balance_ledger, credit_notes, inbox, outbox, terminations
-from worker.runtime import create_engine
+from worker.engine.runtime import create_engine
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Worker
+from worker.engine.topics_admin import ensure_topics
 from worker.infra import embedded_kafka
-from worker.topics_admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +143,11 @@ async def test_same_ce_id_with_another_payload_is_an_idempotency_conflict(
         await outputs.answers({follow_up})
 
     assert_dead_letter_of(
-        letter, produced, "worker.failures.IdempotencyConflict", "idempotency_conflict", f"ce_id {ce_id!r}"
+        letter,
+        produced,
+        "worker.engine.failures.IdempotencyConflict",
+        "idempotency_conflict",
+        f"ce_id {ce_id!r}",
     )
     assert sorted(r.topic for r in outputs.about({ce_id})) == ["refund-issued", "subscription-terminated"]
 

@@ -4,7 +4,7 @@ a replay run twice that has no second effect, a replayed poison message that pil
 a replay that leaves permanent poison unless asked, and the stacktrace the worker puts in a dead letter.
 
 Most tests work on a topic pair of their own (`dlqtest-*` and its `-dlt`), filled with dead letters
-built by worker.deadletter as the worker builds them, so every expected table is exact."""
+built by worker.dlq.recoverer as the worker builds them, so every expected table is exact."""
 
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Worker
-from worker.cli import app
 from worker.db.tables import account_balances
-from worker.deadletter import REPLAYED_FROM, dead_letter
-from worker.failures import IdempotencyConflict, RetriesExhausted, failure_reason
-from worker.records import InboundRecord
+from worker.dlq.recoverer import REPLAYED_FROM, dead_letter
+from worker.engine.failures import IdempotencyConflict, RetriesExhausted, failure_reason
+from worker.engine.records import InboundRecord
+from worker.entrypoints.cli import app
 
 pytestmark = pytest.mark.integration
 
@@ -263,7 +263,7 @@ async def test_show_prints_one_dead_letter_in_full(kafka_bootstrap: str, filled:
         "key": filled.keys[2],
         "original": f"{filled.source}[2]@502",
         "consumer group": "refund-worker",
-        "exception": "worker.failures.RetriesExhausted",
+        "exception": "worker.engine.failures.RetriesExhausted",
         "cause": "builtins.RuntimeError",
         "message": "RuntimeError: boom (after 3 attempts)",
     }
@@ -278,7 +278,7 @@ async def test_show_prints_one_dead_letter_in_full(kafka_bootstrap: str, filled:
     assert '\n  "n": 2\n' in text
     trace = text.split("\nstacktrace:\n", 1)[1].split("\nvalue:\n", 1)[0]
     assert trace.startswith("RuntimeError: boom\n")
-    assert "worker.failures.RetriesExhausted: RuntimeError: boom (after 3 attempts)" in trace
+    assert "worker.engine.failures.RetriesExhausted: RuntimeError: boom (after 3 attempts)" in trace
 
 
 async def test_show_as_json_is_the_same_object_as_list_gives(kafka_bootstrap: str, filled: Filled) -> None:
@@ -291,7 +291,7 @@ async def test_show_as_json_is_the_same_object_as_list_gives(kafka_bootstrap: st
     assert shown.stdout == listed.stdout
     [document] = json_lines(shown)
     assert document["exception"]["stacktrace"].endswith(
-        "worker.failures.RetriesExhausted: RuntimeError: boom (after 3 attempts)\n"
+        "worker.engine.failures.RetriesExhausted: RuntimeError: boom (after 3 attempts)\n"
     )
 
 
@@ -549,7 +549,7 @@ async def test_a_dead_letter_replayed_twice_takes_effect_once(worker: Worker, ka
     assert trace.startswith("Traceback (most recent call last):\n")
     assert f"injected fault for ce_id {ce_id}" in trace  # the database's error, with its frames
     assert trace.endswith(
-        f"worker.failures.RetriesExhausted: {letter.header('kafka_dlt-exception-message').decode()}\n"
+        f"worker.engine.failures.RetriesExhausted: {letter.header('kafka_dlt-exception-message').decode()}\n"
     )
     for result in (first, second):
         assert result.exit_code == 0, result.output

@@ -24,19 +24,19 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Worker
+from worker.config.settings import Settings
 from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timers, inbox, outbox, terminations
 from worker.domain.expiry import GracePeriod
-from worker.expiry import (
+from worker.engine.runtime import create_engine
+from worker.expiry.read_progress import CaughtUp
+from worker.expiry.service import (
     FIRING_LOCK_KEY,
     ExpiryCommand,
     apply_expiry_batch,
     expiry_event_id,
     fire_due_timers,
 )
-from worker.read_progress import CaughtUp
-from worker.runtime import create_engine
-from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,20 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from tests.integration.harness import unique
-from worker import expiry
+from worker.config.settings import async_database_url
 from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timer_failures, expiry_timers, read_progress
 from worker.domain.expiry import ExpiryOutcome, GracePeriod, RenewalOutcome
-from worker.expiry import (
+from worker.engine.runtime import create_engine
+from worker.expiry import service as expiry
+from worker.expiry.read_progress import CaughtUp
+from worker.expiry.service import (
     ExpiryCommand,
     RenewalCommand,
     apply_expiry_batch,
     apply_renewal_batch,
     fire_due_timers,
 )
-from worker.read_progress import CaughtUp
-from worker.runtime import create_engine
-from worker.settings import async_database_url
 
 GRACE = GracePeriod(28)
 EXPIRED_AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -219,7 +219,7 @@ async def test_a_timer_that_cannot_fire_is_set_aside_once_and_the_others_fire(
     await arm(engine, "sub-good")
 
     timers = expiry.ExpiryTimers(engine, check_seconds=1, clock=lambda: NOW, probe=AllRead())  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="worker.expiry"):
+    with caplog.at_level(logging.WARNING, logger="worker.expiry.service"):
         assert await timers.fire_all() == 1  # the loop's own round: it returns, nothing pending
         report = await fire_due_timers(engine, NOW, reads=caught_up(0, 1))
 
@@ -251,7 +251,7 @@ async def test_a_timer_whose_firing_fails_alone_is_set_aside_and_the_batch_fires
         return build(due, now)
 
     monkeypatch.setattr(expiry, "_terminated_event", failing_for_one)
-    with caplog.at_level(logging.WARNING, logger="worker.expiry"):
+    with caplog.at_level(logging.WARNING, logger="worker.expiry.service"):
         report = await fire_due_timers(engine, NOW, reads=caught_up(0, 1))
 
     assert sorted(f.subscription_id for f in report.terminated) == ["sub-1", "sub-3"]

@@ -23,8 +23,8 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer, KafkaMessage
 from sqlalchemy import text
 
+from worker.engine.runtime import create_engine
 from worker.infra import embedded_kafka, embedded_postgres
-from worker.runtime import create_engine
 
 TopicFactory = Callable[[int], Awaitable[str]]
 Handler = Callable[[KafkaMessage, Consumer], Awaitable[None]]

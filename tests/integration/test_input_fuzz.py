@@ -22,7 +22,7 @@ from tests.integration.dead_letter_support import Record, RecordWatcher
 from tests.integration.harness import OutputWatcher, Received, running_worker, worker_settings
 from worker.app import Worker
 from worker.db.tables import oversize_dead_letters
-from worker.deadletter import VALUE_TRUNCATED, read_number
+from worker.dlq.recoverer import VALUE_TRUNCATED, read_number
 from worker.domain.policy import CreditNoteInvalid, RefundPolicy, decide_refund
 
 pytestmark = pytest.mark.slow

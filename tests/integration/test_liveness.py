@@ -7,7 +7,7 @@ import time
 
 from tests.integration.harness import worker_settings
 from tests.integration.test_operability import eventually, http_get, serving
-from worker.health import LIVE_PATH
+from worker.ops.health import LIVE_PATH
 
 
 async def heartbeat_running() -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 
 from worker.db.migrate import current_revision, head_revision, upgrade_to_head
 from worker.db.tables import metadata
-from worker.runtime import create_engine
+from worker.engine.runtime import create_engine
 
 pytestmark = pytest.mark.integration
 

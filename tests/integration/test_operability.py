@@ -25,11 +25,11 @@ from sqlalchemy.pool import NullPool
 from schemas.topics import INPUT_TOPICS, Topic
 from tests.integration.harness import OutputWatcher, event, publish, termination_data, unique, worker_settings
 from worker.app import Services, Worker, build_worker
+from worker.config.settings import Settings, async_database_url
 from worker.db.migrate import alembic_config, head_revision, upgrade_to_head
-from worker.health import LIVE_PATH, METRICS_PATH, READY_PATH, Check, HttpServer, Readiness
+from worker.engine.runtime import create_engine
 from worker.infra import embedded_kafka
-from worker.runtime import create_engine
-from worker.settings import Settings, async_database_url
+from worker.ops.health import LIVE_PATH, METRICS_PATH, READY_PATH, Check, HttpServer, Readiness
 
 pytestmark = pytest.mark.integration
 

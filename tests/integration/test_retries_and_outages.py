@@ -75,7 +75,7 @@ async def test_an_unexpected_error_is_retried_a_bounded_number_of_times_then_dea
     assert (letter.value, letter.headers[: len(faulty.headers)]) == (faulty.value, tuple(faulty.headers))
     assert letter.number("kafka_dlt-original-offset") == produced.offset
     assert letter.header("kafka_dlt-failure-reason") == b"retries_exhausted"
-    assert letter.header("kafka_dlt-exception-fqcn") == b"worker.failures.RetriesExhausted"
+    assert letter.header("kafka_dlt-exception-fqcn") == b"worker.engine.failures.RetriesExhausted"
     message = letter.header("kafka_dlt-exception-message").decode()
     assert f"injected fault for ce_id {faulty_id}" in message
     assert message.endswith(f"(after {ATTEMPTS} attempts)")
@@ -159,7 +159,7 @@ async def test_database_stopped_and_restarted_under_the_worker_loses_doubles_and
         (ce_id, topic): 1 for ce_id in during for topic in ("refund-issued", "subscription-terminated")
     }
     assert versions == [1] * len(during)  # each account credited once
-    messages = [record.getMessage() for record in caplog.records if record.name == "worker.pipeline"]
+    messages = [record.getMessage() for record in caplog.records if record.name == "worker.engine.pipeline"]
     assert any("database is back" in message for message in messages)
 
 

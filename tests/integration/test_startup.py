@@ -32,9 +32,9 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Services, build_worker
+from worker.config.settings import async_database_url
 from worker.db.migrate import upgrade_to_head
-from worker.runtime import create_engine
-from worker.settings import async_database_url
+from worker.engine.runtime import create_engine
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from tests.integration.harness import unique, worker_settings
 from tests.integration.test_operability import eventually, is_ready, scrape, serving, value, with_name
 from worker.db.tables import outbox
 from worker.infra import embedded_kafka
-from worker.logs import RepeatLimiter
+from worker.ops.logs import RepeatLimiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from worker.settings import async_database_url
+from worker.config.settings import async_database_url
 
 
 @asynccontextmanager

@@ -19,9 +19,9 @@ from tests.service.databases import fresh_database
 from worker.db.migrate import alembic_config, upgrade_to_head
 from worker.db.tables import credit_notes, outbox, refunds, terminations
 from worker.domain.policy import RefundPolicy
-from worker.parsing import payload_digest
-from worker.runtime import create_engine
-from worker.terminations import TerminationCommand, apply_termination_batch
+from worker.engine.parsing import payload_digest
+from worker.engine.runtime import create_engine
+from worker.terminations.service import TerminationCommand, apply_termination_batch
 
 NOW = datetime(2021, 4, 20, 4, 0, tzinfo=UTC)
 

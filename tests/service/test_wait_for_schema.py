@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from tests.service.databases import fresh_database
 from tests.unit.test_deploy_k8s import wait_for_schema_script
 from worker.db.migrate import head_revision
-from worker.runtime import migrate_database
+from worker.engine.runtime import migrate_database
 
 POLL_SECONDS = "0.2"  # the Deployment waits 5 s between looks; the test need not
 

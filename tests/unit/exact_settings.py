@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 
 class _ExactSettings(Settings):

@@ -18,9 +18,9 @@ from schemas.events import DATA_MODELS
 from schemas.examples import EXAMPLES
 from schemas.export import data_schema
 from schemas.topics import TOPICS, Topic
-from worker.asyncapi import DOCUMENT_PATH, build_document, message_name, render
-from worker.asyncapi import _agree_with_worker as agree_with_worker
-from worker.cli import app
+from worker.entrypoints.asyncapi import DOCUMENT_PATH, build_document, message_name, render
+from worker.entrypoints.asyncapi import _agree_with_worker as agree_with_worker
+from worker.entrypoints.cli import app
 
 REGENERATE = "run refund-worker asyncapi --output schemas/asyncapi.json and commit it"
 PARSER_DIR = Path(__file__).resolve().parents[2] / "tools" / "asyncapi"

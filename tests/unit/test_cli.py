@@ -15,10 +15,10 @@ import typer
 from typer.testing import CliRunner
 
 from tests.unit.test_dlq import AT_3_AM
-from worker.cli import app, unwrapped
 from worker.dlq import cli as dlq_cli
 from worker.dlq.letters import DeadLetter
 from worker.dlq.selection import Selection
+from worker.entrypoints.cli import app, unwrapped
 
 _BOX = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛┡┩╇┳┻]")
 
@@ -182,7 +182,7 @@ def test_a_secret_is_never_echoed() -> None:
     from pydantic import ValidationError
 
     from tests.unit.exact_settings import exact_settings
-    from worker.settings import describe_settings_error
+    from worker.config.settings import describe_settings_error
 
     with pytest.raises(ValidationError) as invalid:
         exact_settings({"KAFKA_SASL_PASSWORD": 12345, "REFUND_WINDOW_DAYS": "x"})

@@ -23,7 +23,7 @@ from schemas.events import DATA_MODELS, INPUT_MODELS, OUTPUT_MODELS, Termination
 from schemas.examples import EXAMPLES
 from schemas.topics import TOPICS, Topic
 from worker.domain.policy import DEFAULT_POLICY
-from worker.quote import quote
+from worker.entrypoints.quote import quote
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "contract.md"

@@ -6,15 +6,15 @@ import struct
 import traceback
 
 from schemas.errors import NotJson
-from worker.deadletter import (
+from worker.dlq.recoverer import (
     REPLAYED_FROM,
     DeadLetterHeaders,
     dead_letter,
     read_dead_letter_headers,
     read_number,
 )
-from worker.failures import IdempotencyConflict, RetriesExhausted
-from worker.records import InboundRecord
+from worker.engine.failures import IdempotencyConflict, RetriesExhausted
+from worker.engine.records import InboundRecord
 
 ORIGINAL_HEADERS = (("ce_id", b"ce-1"), ("trace", b"\xff\x00 not utf-8"), ("ce_id", b"repeated"))
 
@@ -59,7 +59,7 @@ def test_dead_letter_is_the_message_unchanged_with_spring_headers_after_its_own(
 def test_retries_exhausted_names_the_error_behind_it_as_the_cause() -> None:
     error = RetriesExhausted(RuntimeError("boom"), 3)
     headers = dict(dead_letter(inbound(), error, group="g", reason="retries_exhausted").headers)
-    assert headers["kafka_dlt-exception-fqcn"] == b"worker.failures.RetriesExhausted"
+    assert headers["kafka_dlt-exception-fqcn"] == b"worker.engine.failures.RetriesExhausted"
     assert headers["kafka_dlt-exception-cause-fqcn"] == b"builtins.RuntimeError"
     assert headers["kafka_dlt-exception-message"] == b"RuntimeError: boom (after 3 attempts)"
 
@@ -140,7 +140,7 @@ def test_reading_the_headers_back_gives_what_was_written() -> None:
         original_offset=1234567890123,
         original_timestamp_ms=1_700_000_000_123,
         consumer_group="refund-worker",
-        exception_fqcn="worker.failures.RetriesExhausted",
+        exception_fqcn="worker.engine.failures.RetriesExhausted",
         exception_message="RuntimeError: boom (after 2 attempts)",
         exception_cause_fqcn="builtins.RuntimeError",
         failure_reason="retries_exhausted",

@@ -16,10 +16,10 @@ import typer.main
 import yaml
 
 from tests.unit.exact_settings import exact_settings
-from worker.cli import app as cli
-from worker.health import LIVE_PATH, READY_PATH
-from worker.observability import WorkerMetrics
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.entrypoints.cli import app as cli
+from worker.ops.health import LIVE_PATH, READY_PATH
+from worker.ops.observability import WorkerMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTINGS = {name.upper() for name in Settings.model_fields}

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate  # type: ignore[import-untyped]
 
-from worker.health import LIVE_PATH, METRICS_PATH
+from worker.ops.health import LIVE_PATH, METRICS_PATH
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

@@ -11,13 +11,13 @@ import pytest
 from rich.console import Console
 
 from schemas.errors import InvalidAttribute, NotJson
-from worker.deadletter import REPLAYED_FROM, dead_letter
 from worker.dlq.letters import DeadLetter, NotReplayable, dead_letter_topic_of, replay_record
+from worker.dlq.recoverer import REPLAYED_FROM, dead_letter
 from worker.dlq.render import header_text, key_text, letter_detail, letter_json, letters_table, summary_lines
 from worker.dlq.replay import POISON_NAMED, ReplayOutcome, replay_letters
 from worker.dlq.selection import InvalidSelection, Selection, parse_time
-from worker.failures import IdempotencyConflict, RetriesExhausted
-from worker.records import InboundRecord, OutboundRecord
+from worker.engine.failures import IdempotencyConflict, RetriesExhausted
+from worker.engine.records import InboundRecord, OutboundRecord
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_714_564_800_000
@@ -253,6 +253,16 @@ def test_poison_is_known_by_its_reason_or_else_by_its_exception() -> None:
     assert letter((("ce_id", b"x"),)).poison is None  # no kafka_dlt-* headers at all
 
 
+
+def test_a_dead_letter_from_before_the_restructure_is_still_known_as_poison() -> None:
+    older = letter(
+        (
+            ("kafka_dlt-original-topic", b"termination-requested"),
+            ("kafka_dlt-exception-fqcn", b"worker.failures.IdempotencyConflict"),
+        )
+    )
+    assert older.poison == "IdempotencyConflict"
+
 async def each(letters: list[DeadLetter]) -> AsyncIterator[DeadLetter]:
     for one in letters:
         yield one
@@ -333,7 +343,9 @@ def test_show_prints_the_stacktrace_in_its_own_section_after_the_headers() -> No
     section = lines[lines.index("stacktrace:") + 1 : lines.index("value:")]
     assert section[0].startswith("RuntimeError: boom")
     assert "The above exception was the direct cause of the following exception:" in section
-    assert any(line.startswith("worker.failures.RetriesExhausted: RuntimeError: boom") for line in section)
+    assert any(
+        line.startswith("worker.engine.failures.RetriesExhausted: RuntimeError: boom") for line in section
+    )
 
 
 def test_show_says_whether_a_replay_sends_it_back() -> None:

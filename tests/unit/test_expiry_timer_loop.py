@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from worker import expiry
-from worker.expiry import ExpiryTimers, Fired, FireReport
+from worker.expiry import service as expiry
+from worker.expiry.service import ExpiryTimers, Fired, FireReport
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 FIRED = Fired("sub-1", "acc-1", NOW - timedelta(days=28), NOW)

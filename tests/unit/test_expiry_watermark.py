@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker import expiry
 from worker.domain.expiry import (
     EARLIEST_INSTANT,
     LATEST_INSTANT,
@@ -24,9 +23,10 @@ from worker.domain.expiry import (
     event_time_read,
     low_watermark,
 )
-from worker.expiry import ExpiryTimers, FireReport
-from worker.failures import FailureKind, classify
-from worker.read_progress import CaughtUp
+from worker.engine.failures import FailureKind, classify
+from worker.expiry import service as expiry
+from worker.expiry.read_progress import CaughtUp
+from worker.expiry.service import ExpiryTimers, FireReport
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -179,7 +179,7 @@ async def test_a_broker_that_does_not_answer_is_logged_once_and_the_firing_goes_
     monkeypatch.setattr(expiry, "fire_due_timers", fire)
     probe = FailingProbe()
     timers = ExpiryTimers(None, check_seconds=1, probe=probe)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="worker.expiry"):
+    with caplog.at_level(logging.WARNING, logger="worker.expiry.service"):
         for _ in range(3):
             await timers.fire_all()
 

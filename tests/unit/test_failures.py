@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Programmi
 
 from schemas.errors import InvalidAttribute, MissingAttribute, NotJson
 from worker.domain.errors import InvalidAmount
-from worker.failures import (
+from worker.engine.failures import (
     FailureKind,
     IdempotencyConflict,
     RetriesExhausted,

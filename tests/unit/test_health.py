@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from worker.health import Check, bind, migration_check
+from worker.ops.health import Check, bind, migration_check
 
 KNOWN = frozenset({"0001", "0002"})
 

@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 from schemas.inputs import TerminationRequested
 from schemas.topics import Topic
 from tests.fuzz_messages import Case, Generator
-from worker.cli import app
-from worker.deadletter import EXCEPTION_MESSAGE, dead_letter, fit_for_broker, record_size
+from worker.dlq.recoverer import EXCEPTION_MESSAGE, dead_letter, fit_for_broker, record_size
 from worker.domain.money import Currency, Money
 from worker.domain.policy import RefundPolicy
-from worker.failures import FailureKind, classify, failure_reason
-from worker.parsing import expiry_command, renewal_command, termination_command
-from worker.quote import quote, quote_input
-from worker.records import Headers, InboundRecord
+from worker.engine.failures import FailureKind, classify, failure_reason
+from worker.engine.parsing import expiry_command, renewal_command, termination_command
+from worker.engine.records import Headers, InboundRecord
+from worker.entrypoints.cli import app
+from worker.entrypoints.quote import quote, quote_input
 
 SEED = 20261202
 COUNT = 3000

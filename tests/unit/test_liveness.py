@@ -7,10 +7,10 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from worker.failures import FailureKind
-from worker.health import Check, Liveness
-from worker.pipeline import Applied, BatchPipeline, ObserverGroup, PipelineObserver, RetryPolicy
-from worker.records import InboundRecord
+from worker.engine.failures import FailureKind
+from worker.engine.pipeline import Applied, BatchPipeline, ObserverGroup, PipelineObserver, RetryPolicy
+from worker.engine.records import InboundRecord
+from worker.ops.health import Check, Liveness
 
 TOPIC = "termination-requested"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.logs import RedactingJsonFormatter, TextFormatter, configure_logging, redact
+from worker.ops.logs import RedactingJsonFormatter, TextFormatter, configure_logging, redact
 
 DECISION = {
     "outcome": "terminated",

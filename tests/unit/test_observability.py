@@ -16,11 +16,11 @@ from schemas.errors import NotJson
 from schemas.topics import CeType
 from worker.domain.policy import RefundPolicy, decide_refund
 from worker.domain.termination import Rejection, RejectionCode
-from worker.observability import WorkerMetrics
-from worker.parsing import termination_command
-from worker.pipeline import Applied, BatchPipeline, RetryPolicy
-from worker.records import InboundRecord, OutboundRecord
-from worker.terminations import CommandResult, Outcome
+from worker.engine.parsing import termination_command
+from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
+from worker.engine.records import InboundRecord, OutboundRecord
+from worker.ops.observability import WorkerMetrics
+from worker.terminations.service import CommandResult, Outcome
 
 TOPIC = "termination-requested"
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.errors import NotJson
 from schemas.limits import DEAD_LETTER_MAX_BYTES, KEY_MAX_BYTES
-from worker.deadletter import (
+from worker.dlq.recoverer import (
     EXCEPTION_MESSAGE,
     HEADERS_DROPPED,
     VALUE_TRUNCATED,
@@ -20,8 +20,8 @@ from worker.deadletter import (
     fit_for_broker,
     record_size,
 )
-from worker.pipeline import Applied, BatchPipeline, RetryPolicy
-from worker.records import InboundRecord, OutboundRecord
+from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
+from worker.engine.records import InboundRecord, OutboundRecord
 
 MEGABYTE = 1_048_576
 

@@ -13,8 +13,8 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.errors import NotJson
-from worker.pipeline import Applied, BatchPipeline, RetryPolicy
-from worker.records import InboundRecord, OutboundRecord
+from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
+from worker.engine.records import InboundRecord, OutboundRecord
 
 TOPIC = "termination-requested"
 NO_WAIT = RetryPolicy(unexpected_attempts=3, backoff_seconds=0.0)
@@ -150,7 +150,7 @@ async def test_a_database_outage_is_waited_out_and_dead_letters_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     applier, broker, database = Applier(), Broker(), Database(down_for=4)
-    with caplog.at_level(logging.WARNING, logger="worker.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="worker.engine.pipeline"):
         report = await pipeline(applier, broker, database).process(records(b"ok-1", b"ok-2"))
 
     assert applier.committed == ["ok-1", "ok-2"]
@@ -196,7 +196,7 @@ async def test_dead_letters_wait_for_the_broker_and_are_sent_when_it_returns(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     applier, broker = Applier(), Broker(down_for=3)
-    with caplog.at_level(logging.WARNING, logger="worker.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="worker.engine.pipeline"):
         report = await pipeline(applier, broker).process(records(b"{oops", b"ok-1"))
 
     assert broker.attempts == 4

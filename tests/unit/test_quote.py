@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from worker.cli import app
 from worker.domain.policy import RefundPolicy
-from worker.quote import quote_input
+from worker.entrypoints.cli import app
+from worker.entrypoints.quote import quote_input
 
-SEED = Path(__file__).resolve().parents[2] / "worker" / "seed_requests.jsonl"
+SEED = Path(__file__).resolve().parents[2] / "worker" / "entrypoints" / "seed_requests.jsonl"
 POLICY = RefundPolicy(window_days=14)
 
 

@@ -12,12 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
 import worker.app
-import worker.runtime
+import worker.engine.runtime
 from tests.unit.exact_settings import exact_settings
 from worker.app import Services, build_worker
-from worker.failures import StartupFailed
-from worker.security import database_connect_args, kafka_client_options, kafka_security
-from worker.settings import Settings
+from worker.config.security import database_connect_args, kafka_client_options, kafka_security
+from worker.config.settings import Settings
+from worker.engine.failures import StartupFailed
 
 CA_BUNDLE = certifi.where()  # any valid PEM bundle will do
 
@@ -157,7 +157,7 @@ async def test_the_worker_hands_the_same_security_to_the_broker_its_producer_and
 ) -> None:
     producers: list[dict[str, Any]] = []
     admins: list[dict[str, Any]] = []
-    real_create_producer = worker.runtime.create_producer
+    real_create_producer = worker.engine.runtime.create_producer
 
     def create_producer(bootstrap: str, **client_options: Any) -> AIOKafkaProducer:
         producers.append(client_options)

@@ -7,14 +7,16 @@ import logging
 
 import pytest
 
-from worker.failures import SchemaNotAtHead, StartupFailed
-from worker.health import Check, StartupProgress
-from worker.startup import OutageLog, broker_connected, patiently
+from worker.engine.failures import SchemaNotAtHead, StartupFailed
+from worker.engine.startup import OutageLog, broker_connected, patiently
+from worker.ops.health import Check, StartupProgress
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.name == "worker.startup" and r.levelno >= logging.WARNING
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "worker.engine.startup" and r.levelno >= logging.WARNING
     ]
 
 
@@ -31,7 +33,7 @@ async def test_an_outage_is_retried_until_it_ends_and_logged_once_at_each_end(
             raise failures.pop()
         return "connected"
 
-    with caplog.at_level(logging.INFO, logger="worker.startup"):
+    with caplog.at_level(logging.INFO, logger="worker.engine.startup"):
         assert await patiently("the database", attempt, progress, first_backoff=0.001) == "connected"
 
     lines = warnings(caplog)
@@ -54,7 +56,7 @@ def test_a_long_outage_is_logged_again_only_when_its_reason_changes_or_a_while_h
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     outage = OutageLog("the database", every=3600)
-    with caplog.at_level(logging.INFO, logger="worker.startup"):
+    with caplog.at_level(logging.INFO, logger="worker.engine.startup"):
         for _ in range(20):
             outage.failed(ConnectionRefusedError(111, "refused"), retry_in=1.0)
         for _ in range(20):

@@ -18,12 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.errors import InvalidEnvelope, InvalidEventData, NotJson
 from schemas.topics import INPUT_TOPICS
 from worker.domain.errors import DomainError
-from worker.failures import FailureKind, IdempotencyConflict, PoisonMessage, RetriesExhausted, failure_reason
-from worker.logs import RepeatLimiter
-from worker.observability import DEAD_LETTER_REASONS, DatabaseGauges, WorkerMetrics, read_consumer_lag
-from worker.outbox import OutboxRelay
-from worker.pipeline import Outage, OutageLog, RetryPolicy
-from worker.records import InboundRecord, OutboundRecord
+from worker.engine.failures import (
+    FailureKind,
+    IdempotencyConflict,
+    PoisonMessage,
+    RetriesExhausted,
+    failure_reason,
+)
+from worker.engine.outbox import OutboxRelay
+from worker.engine.pipeline import Outage, OutageLog, RetryPolicy
+from worker.engine.records import InboundRecord, OutboundRecord
+from worker.ops.logs import RepeatLimiter
+from worker.ops.observability import DEAD_LETTER_REASONS, DatabaseGauges, WorkerMetrics, read_consumer_lag
 
 TOPIC = "termination-requested"
 UP = DatabaseGauges(outbox_backlog=3, outbox_oldest_age_seconds=30.0, expiry_timers_due=1)
@@ -103,7 +109,7 @@ async def test_a_source_away_for_many_scrapes_is_logged_when_it_goes_and_when_it
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     metrics = WorkerMetrics()
-    with caplog.at_level(logging.WARNING, logger="worker.observability"):
+    with caplog.at_level(logging.WARNING, logger="worker.ops.observability"):
         for _ in range(20):
             await metrics.refresh_from(database=database_away, broker=lag_of_seven, within=1)
         await metrics.refresh_from(database=database_up, broker=lag_of_seven, within=1)
@@ -189,7 +195,7 @@ def test_every_dead_letter_reason_has_a_series_from_the_start(error: Exception) 
 
 def test_each_dead_letter_is_logged_with_what_finds_it(caplog: pytest.LogCaptureFixture) -> None:
     record = InboundRecord(TOPIC, 2, 41, b"sub-9", b"{oops", (("ce_id", b"ce-41"),), 0)
-    with caplog.at_level(logging.WARNING, logger="worker.observability"):
+    with caplog.at_level(logging.WARNING, logger="worker.ops.observability"):
         WorkerMetrics().observer().dead_lettered(record, "not_json", FailureKind.POISON)
 
     (logged,) = caplog.records
@@ -277,7 +283,7 @@ async def test_the_outbox_relay_logs_an_outage_once_without_tracebacks(
 ) -> None:
     database = Database(down_for=12)
     relay = OutboxRelay(cast(AsyncEngine, database), send_nothing, source="/tests", batch_size=10)
-    with caplog.at_level(logging.INFO, logger="worker.outbox"):
+    with caplog.at_level(logging.INFO, logger="worker.engine.outbox"):
         running = asyncio.create_task(relay.run(poll_seconds=0.0001))
         while not database.answered.is_set():
             relay.wake()  # commits waking the relay while it is away must not add lines
@@ -313,4 +319,6 @@ def test_a_client_library_repeating_itself_is_let_through_once_a_minute_with_a_c
     assert limiter.filter(late)
     assert late.repeated == 1299  # type: ignore[attr-defined]
     assert limiter.filter(record("aiokafka.consumer.fetcher", "Failed fetch messages from %s: %s"))
-    assert all(limiter.filter(record("worker.pipeline", "database unavailable (%s)")) for _ in range(3))
+    assert all(
+        limiter.filter(record("worker.engine.pipeline", "database unavailable (%s)")) for _ in range(3)
+    )

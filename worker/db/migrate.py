@@ -16,7 +16,7 @@ _MIGRATION_LOCK = 0x5EF0_0D01
 
 def alembic_config() -> Config:
     config = Config()
-    config.set_main_option("script_location", "worker:migrations")
+    config.set_main_option("script_location", "worker.db:migrations")
     return config
 
 

@@ -1,4 +1,4 @@
-"""The schema, as SQLAlchemy Core tables. Alembic migrations in worker/migrations create it.
+"""The schema, as SQLAlchemy Core tables. Alembic migrations in worker/db/migrations create it.
 
 Money is stored as a whole number of the currency's minor unit beside its ISO 4217 code.
 """
@@ -181,7 +181,7 @@ outbox = Table(
     Index("ix_outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),
 )
 
-# One expiry timer per subscription, for its latest known expiry (worker/expiry.py). Pending
+# One expiry timer per subscription, for its latest known expiry (worker/expiry/service.py). Pending
 # timers fire at due_at = expired_at + EXPIRY_GRACE_DAYS; the partial index serves that look-up.
 expiry_timers = Table(
     "expiry_timers",
@@ -222,7 +222,7 @@ subscription_renewals = Table(
     PrimaryKeyConstraint("subscription_id", "renewed_at"),
 )
 
-# The originals of dead letters too large for the broker (worker/deadletter.py, fit_for_broker):
+# The originals of dead letters too large for the broker (worker/dlq/recoverer.py, fit_for_broker):
 # the dead letter carries a cut value and kafka_dlt-value-truncated; the whole record is here, as
 # it arrived. One row per original record and consumer group, so a repeat changes nothing.
 oversize_dead_letters = Table(
@@ -268,7 +268,7 @@ read_progress = Table(
 
 # Expiry timers set aside because they could not fire (a value the worker cannot handle), with
 # the error; keyed by the expiry that armed the timer, so a later expiry re-arms a timer that
-# fires. The others go on firing (worker/expiry.py).
+# fires. The others go on firing (worker/expiry/service.py).
 expiry_timer_failures = Table(
     "expiry_timer_failures",
     metadata,

@@ -261,8 +261,8 @@ def _note_unknown_reasons(reasons: frozenset[str]) -> None:
 
 
 def _kafka() -> Kafka:
-    from worker.security import kafka_client_options, kafka_security
-    from worker.settings import InvalidSettings, load_settings
+    from worker.config.security import kafka_client_options, kafka_security
+    from worker.config.settings import InvalidSettings, load_settings
 
     try:
         settings = load_settings()

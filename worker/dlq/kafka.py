@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from worker.dlq.letters import DeadLetter, location
 from worker.dlq.selection import InvalidSelection, Selection
-from worker.records import OutboundRecord
+from worker.engine.records import OutboundRecord
 
 _FETCH_TIMEOUT_MS = 500
 _STALL_SECONDS = 30.0  # no record for this long before the end seen at start: something is wrong

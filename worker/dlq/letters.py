@@ -8,23 +8,23 @@ from functools import cache
 
 from schemas.errors import InvalidMessage
 from schemas.topics import DEAD_LETTER_SUFFIX, dead_letter_topic
-from worker.deadletter import (
+from worker.dlq.recoverer import (
     REPLAYED_FROM,
     DeadLetterHeaders,
     read_dead_letter_headers,
     without_dead_letter_headers,
 )
 from worker.domain.errors import DomainError
-from worker.failures import PoisonMessage
-from worker.records import Headers, OutboundRecord
+from worker.engine.failures import PoisonMessage
+from worker.engine.records import Headers, OutboundRecord
 
 POISON_REASONS = frozenset(
     {"not_json", "invalid_envelope", "invalid_data", "idempotency_conflict", "domain_refused", "poison"}
 )
-"""The `kafka_dlt-failure-reason`s of messages wrong in themselves (worker/failures.py dead-letters
+"""The `kafka_dlt-failure-reason`s of messages wrong in themselves (worker/engine/failures.py dead-letters
 them at once): replaying the same bytes can only dead-letter them again."""
 KNOWN_REASONS = POISON_REASONS | {"retries_exhausted", "unexpected"}
-"""Every reason the worker writes (worker/failures.py, failure_reason)."""
+"""Every reason the worker writes (worker/engine/failures.py, failure_reason)."""
 
 
 class NotReplayable(ValueError):
@@ -126,5 +126,11 @@ def _poison_classes() -> frozenset[str]:
     while pending:
         kind = pending.pop()
         found.add(f"{kind.__module__}.{kind.__qualname__}")
+        if kind.__module__ in _FORMER_MODULES:
+            found.add(f"{_FORMER_MODULES[kind.__module__]}.{kind.__qualname__}")
         pending += kind.__subclasses__()
     return frozenset(found)
+
+
+# Where these errors lived before the 2026-12 restructure: dead letters written then name them so.
+_FORMER_MODULES = {"worker.engine.failures": "worker.failures"}

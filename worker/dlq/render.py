@@ -18,7 +18,8 @@ from rich.json import JSON
 from rich.table import Table
 from rich.text import Text
 
-from worker.deadletter import (
+from worker.dlq.letters import DeadLetter, utc_time
+from worker.dlq.recoverer import (
     EXCEPTION_STACKTRACE,
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,
@@ -26,9 +27,8 @@ from worker.deadletter import (
     REPLAYED_FROM,
     read_number,
 )
-from worker.dlq.letters import DeadLetter, utc_time
 from worker.dlq.replay import ReplayOutcome
-from worker.records import OutboundRecord
+from worker.engine.records import OutboundRecord
 
 _NUMBER_HEADERS = frozenset({ORIGINAL_PARTITION, ORIGINAL_OFFSET, ORIGINAL_TIMESTAMP})
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from worker.dlq.letters import DeadLetter, NotReplayable, replay_record
-from worker.records import OutboundRecord
+from worker.engine.records import OutboundRecord
 
 Send = Callable[[OutboundRecord], Awaitable[None]]
 

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from faststream.kafka.message import KafkaMessage
 
-from worker.pipeline import BatchReport
-from worker.records import InboundRecord
+from worker.engine.pipeline import BatchReport
+from worker.engine.records import InboundRecord
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ consumer group: each extra member makes every (re)start and rebalance slower, an
 broker (Tansu) could leave a restarted multi-member worker stuck in SyncGroup for minutes.
 
 Every topic keeps the same rules: its records are parsed, applied in one transaction, poison
-dead-lettered, by its own pipeline (worker.pipeline); the offsets of the whole batch are committed
+dead-lettered, by its own pipeline (worker.engine.pipeline); the offsets of the whole batch are committed
 once every pipeline has returned, and a failure rewinds the whole batch (handle_batch), whose
 already-committed part the inbox then recognises.
 """
@@ -22,9 +22,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer, KafkaMessage
 
 from schemas.topics import Topic
+from worker.engine.pipeline import BatchPipeline, BatchReport
+from worker.engine.records import InboundRecord, next_offsets
 from worker.handlers.batch import handle_batch, raw_decoder, raw_parser
-from worker.pipeline import BatchPipeline, BatchReport
-from worker.records import InboundRecord, next_offsets
 
 DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
     {

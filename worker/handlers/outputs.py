@@ -1,6 +1,6 @@
 """The output topics, declared to FastStream with their data models so the AsyncAPI document shows them.
 
-The worker publishes through its transactional outbox (worker/outbox.py), not through these
+The worker publishes through its transactional outbox (worker/engine/outbox.py), not through these
 publishers: they exist so that the document FastStream generates (`refund-worker asyncapi`)
 describes every topic the worker writes, with the same models the outbox encodes.
 """

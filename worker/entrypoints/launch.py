@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from rich.console import Console
 
 from worker.app import Services, Worker, build_worker
-from worker.failures import StartupFailed
-from worker.health import HttpServer, bind
+from worker.config.settings import Settings, redacted
+from worker.engine.failures import StartupFailed
 from worker.infra.embedded import embedded_kafka, embedded_postgres
-from worker.logs import configure_logging
-from worker.settings import Settings, redacted
+from worker.ops.health import HttpServer, bind
+from worker.ops.logs import configure_logging
 
 log = logging.getLogger("worker")
 
@@ -46,7 +46,7 @@ async def launch(settings: Settings, *, demo: bool) -> None:
         if not demo:
             await serve(worker, settings, sock)
             return
-        from worker.demo import run_demo
+        from worker.entrypoints.demo import run_demo
 
         console = Console(width=max(Console().width, 150))
         async with worker.app:

@@ -54,7 +54,7 @@ from worker.domain.termination import (
     judge_request,
     number_in_order,
 )
-from worker.outbox import OutboxEvent, derived_id
+from worker.engine.outbox import OutboxEvent, derived_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,7 @@ async def apply_termination_batch(
             _record_termination(batch, result.command, result.decision, numbers, balances)
     # A request cancels the subscription's pending expiry timer (contract section 3). Before the
     # inserts, so that this batch and the timer loop lock the timer row, then the termination,
-    # in the same order (worker/expiry.py).
+    # in the same order (worker/expiry/service.py).
     ids = wanted("ids")
     await conn.execute(
         update(expiry_timers)

@@ -7,7 +7,7 @@
 - `fire_due_timers`: one transaction terminates the subscriptions whose timers are due, with a
   `subscription-terminated` event in the outbox. Due means: the deadline is at or before the low
   watermark of subscription-renewed (worker.domain.expiry.low_watermark over the read_progress
-  rows, worker/read_progress.py), so a renewal still unread in a backlog is never overtaken.
+  rows, worker/expiry/read_progress.py), so a renewal still unread in a backlog is never overtaken.
   Only one worker fires at a time (an advisory lock), and the timer rows are claimed FOR UPDATE
   SKIP LOCKED, so a timer fires once however many workers run; a termination request that got
   there first wins (ON CONFLICT DO NOTHING). A timer that cannot fire is parked
@@ -68,10 +68,10 @@ from worker.domain.expiry import (
     require_in_range,
 )
 from worker.domain.policy import NoRefundReason
-from worker.failures import FailureKind, IdempotencyConflict, PoisonMessage, brief, classify
-from worker.outbox import OutboxEvent, derived_id
-from worker.pipeline import Applied, Apply
-from worker.read_progress import (
+from worker.engine.failures import FailureKind, IdempotencyConflict, PoisonMessage, brief, classify
+from worker.engine.outbox import OutboxEvent, derived_id
+from worker.engine.pipeline import Applied, Apply
+from worker.expiry.read_progress import (
     CaughtUp,
     ReadProbe,
     as_progress,

@@ -7,7 +7,7 @@ uses, and a loop that stopped answering fails liveness too.
 
 The server listens from the first moment, before the app starts (uvicorn's lifespan is off;
 HttpServer.serve starts and stops the app itself): while start-up waits for the database, its
-schema or the broker (worker.startup), liveness answers and readiness says what it waits for.
+schema or the broker (worker.engine.startup), liveness answers and readiness says what it waits for.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from prometheus_client import make_asgi_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db.migrate import head_revision, known_revisions, schema_revision
-from worker.failures import FailureKind
-from worker.observability import WorkerMetrics
-from worker.pipeline import PipelineObserver
-from worker.records import InboundRecord
+from worker.engine.failures import FailureKind
+from worker.engine.pipeline import PipelineObserver
+from worker.engine.records import InboundRecord
+from worker.ops.observability import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def migration_check(current: str | None, head: str | None, known: frozenset[str]
 
 
 class StartupProgress:
-    """What start-up is doing or waiting for (worker.startup), for readiness to tell."""
+    """What start-up is doing or waiting for (worker.engine.startup), for readiness to tell."""
 
     def __init__(self) -> None:
         self._doing = "starting"

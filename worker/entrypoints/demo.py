@@ -24,7 +24,7 @@ from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
 
 SEED_REQUESTS = Path(__file__).with_name("seed_requests.jsonl")
-_SOURCE = "/refund-worker/demo"
+_SOURCE = "/refund-worker/entrypoints/demo"
 
 
 @dataclass(frozen=True, slots=True)

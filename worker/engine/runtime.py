@@ -10,10 +10,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from worker.config.settings import async_database_url, redacted
 from worker.db.bulk import to_json
 from worker.db.migrate import upgrade_to_head
-from worker.records import OutboundRecord
-from worker.settings import async_database_url, redacted
+from worker.engine.records import OutboundRecord
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def create_engine(
     database_url: str, *, pool_size: int = 5, connect_args: Mapping[str, Any] | None = None
 ) -> AsyncEngine:
-    """`connect_args`: asyncpg's, e.g. TLS from worker.security.database_connect_args."""
+    """`connect_args`: asyncpg's, e.g. TLS from worker.config.security.database_connect_args."""
     return create_async_engine(
         async_database_url(database_url),
         pool_size=pool_size,
@@ -41,7 +41,7 @@ async def migrate_database(database_url: str, connect_args: Mapping[str, Any] | 
 
 
 def create_producer(bootstrap_servers: str, **client_options: Any) -> AIOKafkaProducer:
-    """`client_options`: TLS/SASL from worker.security.kafka_client_options."""
+    """`client_options`: TLS/SASL from worker.config.security.kafka_client_options."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         **client_options,

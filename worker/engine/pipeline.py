@@ -21,9 +21,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db.tables import oversize_dead_letters
-from worker.deadletter import FAILURE_REASON, dead_letter, fit_for_broker
-from worker.failures import FailureKind, PoisonMessage, RetriesExhausted, brief, classify, failure_reason
-from worker.records import InboundRecord, OutboundRecord, SendAll, next_offsets
+from worker.dlq.recoverer import FAILURE_REASON, dead_letter, fit_for_broker
+from worker.engine.failures import (
+    FailureKind,
+    PoisonMessage,
+    RetriesExhausted,
+    brief,
+    classify,
+    failure_reason,
+)
+from worker.engine.records import InboundRecord, OutboundRecord, SendAll, next_offsets
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +68,8 @@ class RetryPolicy:
 
 
 class PipelineObserver:
-    """What a pipeline reports as it works; these do nothing (worker/observability.py counts them,
-    worker/health.py judges liveness by them)."""
+    """What a pipeline reports as it works; these do nothing (worker/ops/observability.py counts them,
+    worker/ops/health.py judges liveness by them)."""
 
     def batch_started(self, records: Sequence[InboundRecord]) -> None:
         """The pipeline took these records in hand (again, when a rewound batch comes back)."""
@@ -181,7 +188,7 @@ class BatchPipeline(Generic[C]):
             try:
                 async with self._engine.begin() as conn:
                     applied = await self._apply(conn, commands)
-            except Exception as error:  # noqa: BLE001 - every failure is classified (worker/failures.py)
+            except Exception as error:  # noqa: BLE001 - every failure is classified (worker/engine/failures.py)
                 kind = classify(error)
                 if kind is not FailureKind.POISON:  # poison is counted once found, when dead-lettered
                     self._observer.attempt_failed([record for record, _ in items], kind)

@@ -4,7 +4,7 @@ Before it consumes anything, a worker waits for its database (reachable, and its
 release's head or newer: migrated by the worker itself when MIGRATE_ON_START, by `refund-worker
 migrate` otherwise), then for its broker (the topics, the outbox producer, the broker's own
 connection). A wait retries with jittered exponential backoff (tenacity's "full jitter") for as
-long as the failure is an outage (worker.failures.classify says INFRASTRUCTURE); anything else
+long as the failure is an outage (worker.engine.failures.classify says INFRASTRUCTURE); anything else
 (a database that does not exist, refused credentials) is a StartupFailed, one line for the CLI.
 
 A wait is logged once when it starts, at most once a minute while it lasts (or when its reason
@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from worker.db.migrate import head_revision, known_revisions, schema_revision, upgrade_to_head
-from worker.failures import FailureKind, SchemaNotAtHead, StartupFailed, classify, driver_brief
-from worker.health import StartupProgress, migration_check
+from worker.engine.failures import FailureKind, SchemaNotAtHead, StartupFailed, classify, driver_brief
+from worker.ops.health import StartupProgress, migration_check
 
 log = logging.getLogger(__name__)
 

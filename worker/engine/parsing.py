@@ -8,9 +8,9 @@ from typing import TypeVar
 from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
 from schemas.topics import Topic
-from worker.expiry import ExpiryCommand, RenewalCommand
-from worker.records import InboundRecord
-from worker.terminations import TerminationCommand
+from worker.engine.records import InboundRecord
+from worker.expiry.service import ExpiryCommand, RenewalCommand
+from worker.terminations.service import TerminationCommand
 
 DataT = TypeVar("DataT", bound=InputData)
 

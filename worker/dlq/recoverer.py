@@ -18,8 +18,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from schemas.limits import DEAD_LETTER_MAX_BYTES, KEY_MAX_BYTES
 from schemas.topics import dead_letter_topic
-from worker.failures import RetriesExhausted
-from worker.records import Headers, InboundRecord, OutboundRecord
+from worker.engine.failures import RetriesExhausted
+from worker.engine.records import Headers, InboundRecord, OutboundRecord
 
 DLT_PREFIX = "kafka_dlt-"
 ORIGINAL_TOPIC = "kafka_dlt-original-topic"
@@ -33,7 +33,7 @@ EXCEPTION_CAUSE_FQCN = "kafka_dlt-exception-cause-fqcn"
 """As Spring's, for an exception with a cause: here the error behind `RetriesExhausted`."""
 EXCEPTION_STACKTRACE = "kafka_dlt-exception-stacktrace"
 """As Spring's: the formatted traceback, causes first, cut to its last _MAX_STACKTRACE_BYTES."""
-# Beyond Spring's set: which failure class decided the dead-lettering (see worker/failures.py).
+# Beyond Spring's set: which failure class decided the dead-lettering (see worker/engine/failures.py).
 FAILURE_REASON = "kafka_dlt-failure-reason"
 # Only on a dead letter too large for the broker (fit_for_broker): the original value's length in
 # bytes (ASCII digits); the value was cut to fit, and the original record is kept in PostgreSQL

@@ -33,11 +33,11 @@ from schemas.examples import EXAMPLES
 from schemas.export import data_schema
 from schemas.topics import TOPICS, Topic, TopicSpec
 from worker.app import Services, build_worker
+from worker.config.settings import Settings
 from worker.handlers.inputs import DESCRIPTIONS
 from worker.handlers.outputs import WHEN_PUBLISHED
-from worker.settings import Settings
 
-DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "schemas" / "asyncapi.json"
+DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.json"
 SERVER = "kafka:9092"
 KAFKA_BINDING_VERSION = "0.5.0"
 _UNUSED_DATABASE = "postgresql://refund-worker@postgres:5432/refunds"

@@ -14,7 +14,7 @@ import typer
 from worker.dlq.cli import app as dlq_app
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.config.settings import Settings
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 """Every command and subcommand takes -h as --help (subcommands inherit it from the app's context)."""
@@ -58,7 +58,7 @@ def _fail(message: str) -> typer.Exit:
 def _settings() -> Settings:
     """Every command that needs the configuration loads it here: a bad variable is one line on
     stderr naming it and its value (`REFUND_WINDOW_DAYS='abc' is not a whole number`), exit 2."""
-    from worker.settings import InvalidSettings, load_settings
+    from worker.config.settings import InvalidSettings, load_settings
 
     try:
         return load_settings()
@@ -76,7 +76,7 @@ def quote(
     import json
 
     from worker.domain.policy import RefundPolicy
-    from worker.quote import quote_input
+    from worker.entrypoints.quote import quote_input
 
     raw = _read_source(source)
     quotes = quote_input(raw, RefundPolicy(window_days=_settings().refund_window_days))
@@ -89,7 +89,7 @@ def quote(
 
 
 def _read_source(source: str) -> bytes:
-    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own (worker/quote.py)."""
+    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own (worker/entrypoints/quote.py)."""
     try:
         return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:
@@ -111,8 +111,8 @@ def run(
 ) -> None:
     """Run the worker: consumers, publishing, expiry timers. Starts an embedded Kafka-compatible
     broker and PostgreSQL when KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are unset."""
-    from worker.failures import StartupFailed
-    from worker.launch import launch
+    from worker.engine.failures import StartupFailed
+    from worker.entrypoints.launch import launch
 
     settings = _settings()
     try:
@@ -125,9 +125,9 @@ def run(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (safe to run from several places at once)."""
-    from worker.logs import configure_logging
-    from worker.runtime import migrate_database
-    from worker.security import database_connect_args
+    from worker.config.security import database_connect_args
+    from worker.engine.runtime import migrate_database
+    from worker.ops.logs import configure_logging
 
     settings = _settings()
     if settings.database_url is None:
@@ -144,8 +144,8 @@ MIGRATE_FAILED = 1
 
 def _migrate_failed(database_url: str, error: Exception) -> typer.Exit:
     """Exit 1 with one line: unreachable, no such database, refused credentials, a failed step."""
-    from worker.failures import FailureKind, classify, driver_brief
-    from worker.settings import redacted
+    from worker.config.settings import redacted
+    from worker.engine.failures import FailureKind, classify, driver_brief
 
     where = redacted(database_url)
     if classify(error) is FailureKind.INFRASTRUCTURE:
@@ -167,7 +167,7 @@ def asyncapi(
 ) -> None:
     """Print the AsyncAPI document of every topic the worker reads and writes, with the CloudEvents
     headers, Kafka keys and examples (committed as schemas/asyncapi.json). Connects to nothing."""
-    from worker.asyncapi import render
+    from worker.entrypoints.asyncapi import render
 
     document = asyncio.run(render())
     if check is not None:

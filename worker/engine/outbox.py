@@ -23,9 +23,9 @@ from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
 from worker.db.bulk import wanted
 from worker.db.tables import outbox
-from worker.failures import FailureKind, classify
-from worker.pipeline import Outage, RetryPolicy
-from worker.records import OutboundRecord, SendAll
+from worker.engine.failures import FailureKind, classify
+from worker.engine.pipeline import Outage, RetryPolicy
+from worker.engine.records import OutboundRecord, SendAll
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class OutboxRelay:
 
     async def run(self, poll_seconds: float) -> None:
         """Relay until cancelled; failures are retried with jittered backoff, never lost. An outage
-        is logged as it starts, now and then while it lasts and when it ends (worker.pipeline.Outage);
+        is logged as it starts, now and then while it lasts and when it ends (worker.engine.pipeline.Outage);
         only an error that is no outage carries its traceback, on its first line."""
         meanwhile = "unsent events stay in the outbox; retrying with backoff"
         outage = Outage(

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     liveness_loop_blocked_seconds: float = Field(10.0, gt=0)
     """/health/live fails when the event loop was blocked this long since the previous probe."""
 
-    # Kafka over TLS and/or SASL: every Kafka client the worker creates uses these (worker/security.py).
+    # Kafka over TLS and/or SASL: every Kafka client the worker creates uses these (config/security.py).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None

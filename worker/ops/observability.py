@@ -1,6 +1,6 @@
 """The worker's Prometheus metrics: every name in one place, fed by hooks where things happen.
 
-The pipeline reports through `PipelineObserver` (worker/pipeline.py) and the composition root
+The pipeline reports through `PipelineObserver` (worker/engine/pipeline.py) and the composition root
 hands decisions to `record_decisions`, so neither the pipeline nor the domain imports a metric.
 Gauges that describe shared state (the outbox, the expiry timers, the consumer's lag) are read
 when Prometheus scrapes, so they are as fresh as the scrape and cost nothing between scrapes.
@@ -39,10 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.topics import INPUT_TOPICS
 from worker.db.tables import expiry_timers, outbox
-from worker.failures import FailureKind
-from worker.pipeline import OutageLog, PipelineObserver
-from worker.records import InboundRecord
-from worker.terminations import CommandResult, Outcome
+from worker.engine.failures import FailureKind
+from worker.engine.pipeline import OutageLog, PipelineObserver
+from worker.engine.records import InboundRecord
+from worker.terminations.service import CommandResult, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 DATABASE, BROKER = "database", "broker"
 SOURCES = (DATABASE, BROKER)
 
-# Every `reason` worker.failures.failure_reason gives (tests/unit/test_observability.py checks).
+# Every `reason` worker.engine.failures.failure_reason gives (tests/unit/test_observability.py checks).
 DEAD_LETTER_REASONS = (
     "not_json",
     "invalid_envelope",
@@ -80,7 +80,7 @@ class WorkerMetrics:
         )
         self.failed = Counter(
             f"{PREFIX}_messages_failed",
-            "Messages in a failed attempt, by failure kind (worker/failures.py): poison counts each "
+            "Messages in a failed attempt, by failure kind (worker/engine/failures.py): poison counts each "
             "poison message once; contention, infrastructure and unexpected count every message of "
             "each attempt that failed so and was retried.",
             ["topic", "kind"],

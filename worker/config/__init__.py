@@ -1,0 +1,1 @@
+"""Configuration and security: settings from the environment, TLS and credentials."""
