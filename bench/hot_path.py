@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the hot path: `python -m schemas.bench` prints microseconds per message.
+"""Micro-benchmarks of the hot path: `python -m bench.hot_path` prints microseconds per message.
 
 The worker must validate ~3,000 messages/s on 2 cores alongside everything else; these numbers are what
 that budget is spent on, and what chose direct header parsing over the `cloudevents` SDK.
