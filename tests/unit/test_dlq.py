@@ -253,7 +253,6 @@ def test_poison_is_known_by_its_reason_or_else_by_its_exception() -> None:
     assert letter((("ce_id", b"x"),)).poison is None  # no kafka_dlt-* headers at all
 
 
-
 def test_a_dead_letter_from_before_the_restructure_is_still_known_as_poison() -> None:
     older = letter(
         (
@@ -262,6 +261,7 @@ def test_a_dead_letter_from_before_the_restructure_is_still_known_as_poison() ->
         )
     )
     assert older.poison == "IdempotencyConflict"
+
 
 async def each(letters: list[DeadLetter]) -> AsyncIterator[DeadLetter]:
     for one in letters:
