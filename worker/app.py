@@ -5,38 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import Topic
 from worker.config.security import database_connect_args, kafka_client_options, kafka_security
 from worker.config.settings import Settings
 from worker.domain.expiry import GracePeriod
 from worker.domain.policy import RefundPolicy
-from worker.engine.failures import IdempotencyConflict, PoisonMessage
 from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import expiry_command, renewal_command, termination_command
-from worker.engine.pipeline import Applied, Apply, BatchPipeline, ObserverGroup, RetryPolicy
+from worker.engine.pipeline import BatchPipeline, ObserverGroup, RetryPolicy
 from worker.engine.runtime import ProducerSender, create_engine, create_producer
 from worker.engine.startup import broker_connected, database_at_head
 from worker.engine.topics_admin import ensure_topics
 from worker.expiry.read_progress import ReadProbe
-from worker.expiry.service import ExpiryTimers, expiry_applier, renewal_applier
+from worker.expiry.service import expiry_applier, renewal_applier
+from worker.expiry.timers import ExpiryTimers
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
 from worker.infra import TANSU_GROUP_SETTINGS
 from worker.ops.health import Liveness, Routes, StartupProgress, http_routes
 from worker.ops.observability import WorkerMetrics
-from worker.terminations.service import CommandResult, Outcome, TerminationCommand, apply_termination_batch
-
-log = logging.getLogger("worker.decisions")
+from worker.terminations.service import termination_applier
 
 KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}
 
@@ -217,51 +213,3 @@ def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
         "session_timeout_ms": settings.kafka_session_timeout_ms or timing["session_timeout_ms"],
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms or timing["heartbeat_interval_ms"],
     }
-
-
-def termination_applier(
-    policy: RefundPolicy, on_decisions: Callable[[Sequence[CommandResult]], None]
-) -> Apply[TerminationCommand]:
-    """`on_decisions` sees the results once committed (metrics); each decision is logged then too."""
-
-    def committed(results: Sequence[CommandResult]) -> None:
-        _log_decisions(results)
-        on_decisions(results)
-
-    async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
-        results = await apply_termination_batch(conn, commands, policy=policy, now=datetime.now(UTC))
-        conflicts: list[tuple[int, PoisonMessage]] = [
-            (index, IdempotencyConflict(_conflict_message(result.command)))
-            for index, result in enumerate(results)
-            if result.outcome is Outcome.CONFLICT
-        ]
-        return Applied(conflicts, on_commit=lambda: committed(results))
-
-    return apply
-
-
-def _log_decisions(results: Sequence[CommandResult]) -> None:
-    """One line per decision, once it is committed."""
-    for result in results:
-        if result.outcome is Outcome.CONFLICT:
-            continue  # the dead-lettering logs it
-        command, decision = result.command, result.decision
-        why = result.rejection.code if result.rejection else decision.no_refund_reason if decision else None
-        fields = {
-            "outcome": result.outcome.value,
-            "subscription_id": command.subscription_id,
-            "account_id": command.account_id,
-            "ce_id": command.request_id,
-            "amount": str(decision.amount) if decision else None,
-            "currency": decision.amount.currency.code if decision else None,
-            "rule": decision.rule.value if decision and decision.rule else None,
-            "reason": str(why) if why else None,
-        }
-        log.info("decision %s", result.outcome.value, extra=fields)
-
-
-def _conflict_message(command: TerminationCommand) -> str:
-    return (
-        f"ce_id {command.request_id!r} was processed before with another payload; "
-        "a new request needs a new ce_id"
-    )

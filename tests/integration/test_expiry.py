@@ -29,14 +29,11 @@ from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timers, inbox, outbox, terminations
 from worker.domain.expiry import GracePeriod
 from worker.engine.runtime import create_engine
+from worker.expiry.commands import ExpiryCommand
+from worker.expiry.firing import FIRING_LOCK_KEY, fire_due_timers
+from worker.expiry.plan import expiry_event_id
 from worker.expiry.read_progress import CaughtUp
-from worker.expiry.service import (
-    FIRING_LOCK_KEY,
-    ExpiryCommand,
-    apply_expiry_batch,
-    expiry_event_id,
-    fire_due_timers,
-)
+from worker.expiry.service import apply_expiry_batch
 
 pytestmark = pytest.mark.integration
 

@@ -22,15 +22,13 @@ from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timer_failures, expiry_timers, read_progress
 from worker.domain.expiry import ExpiryOutcome, GracePeriod, RenewalOutcome
 from worker.engine.runtime import create_engine
-from worker.expiry import service as expiry
+from worker.expiry import plan as expiry_plan
+from worker.expiry import store as expiry_store
+from worker.expiry import timers as expiry
+from worker.expiry.commands import ExpiryCommand, RenewalCommand
+from worker.expiry.firing import fire_due_timers
 from worker.expiry.read_progress import CaughtUp
-from worker.expiry.service import (
-    ExpiryCommand,
-    RenewalCommand,
-    apply_expiry_batch,
-    apply_renewal_batch,
-    fire_due_timers,
-)
+from worker.expiry.service import apply_expiry_batch, apply_renewal_batch
 
 GRACE = GracePeriod(28)
 EXPIRED_AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -219,7 +217,7 @@ async def test_a_timer_that_cannot_fire_is_set_aside_once_and_the_others_fire(
     await arm(engine, "sub-good")
 
     timers = expiry.ExpiryTimers(engine, check_seconds=1, clock=lambda: NOW, probe=AllRead())  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="worker.expiry.service"):
+    with caplog.at_level(logging.WARNING, logger="worker.expiry"):
         assert await timers.fire_all() == 1  # the loop's own round: it returns, nothing pending
         report = await fire_due_timers(engine, NOW, reads=caught_up(0, 1))
 
@@ -243,15 +241,15 @@ async def test_a_timer_whose_firing_fails_alone_is_set_aside_and_the_batch_fires
     engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     await arm(engine, "sub-1", "sub-broken", "sub-3")
-    build: Callable[..., Any] = expiry._terminated_event
+    build: Callable[..., Any] = expiry_plan.terminated_event
 
     def failing_for_one(due: Any, now: datetime) -> Any:
         if due.subscription_id == "sub-broken":
             raise ValueError("cannot build its event")
         return build(due, now)
 
-    monkeypatch.setattr(expiry, "_terminated_event", failing_for_one)
-    with caplog.at_level(logging.WARNING, logger="worker.expiry.service"):
+    monkeypatch.setattr(expiry_store, "terminated_event", failing_for_one)
+    with caplog.at_level(logging.WARNING, logger="worker.expiry"):
         report = await fire_due_timers(engine, NOW, reads=caught_up(0, 1))
 
     assert sorted(f.subscription_id for f in report.terminated) == ["sub-1", "sub-3"]

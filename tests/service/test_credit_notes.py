@@ -21,7 +21,8 @@ from worker.db.tables import credit_notes, outbox, refunds, terminations
 from worker.domain.policy import RefundPolicy
 from worker.engine.parsing import payload_digest
 from worker.engine.runtime import create_engine
-from worker.terminations.service import TerminationCommand, apply_termination_batch
+from worker.terminations.commands import TerminationCommand
+from worker.terminations.service import apply_termination_batch
 
 NOW = datetime(2021, 4, 20, 4, 0, tzinfo=UTC)
 

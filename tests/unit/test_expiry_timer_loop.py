@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from worker.expiry import service as expiry
-from worker.expiry.service import ExpiryTimers, Fired, FireReport
+from worker.expiry import timers as expiry
+from worker.expiry.firing import FireReport
+from worker.expiry.plan import Fired
+from worker.expiry.timers import ExpiryTimers
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 FIRED = Fired("sub-1", "acc-1", NOW - timedelta(days=28), NOW)

@@ -24,9 +24,10 @@ from worker.domain.expiry import (
     low_watermark,
 )
 from worker.engine.failures import FailureKind, classify
-from worker.expiry import service as expiry
+from worker.expiry import timers as expiry
+from worker.expiry.firing import FireReport
 from worker.expiry.read_progress import CaughtUp
-from worker.expiry.service import ExpiryTimers, FireReport
+from worker.expiry.timers import ExpiryTimers
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -179,7 +180,7 @@ async def test_a_broker_that_does_not_answer_is_logged_once_and_the_firing_goes_
     monkeypatch.setattr(expiry, "fire_due_timers", fire)
     probe = FailingProbe()
     timers = ExpiryTimers(None, check_seconds=1, probe=probe)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING, logger="worker.expiry.service"):
+    with caplog.at_level(logging.WARNING, logger="worker.expiry"):
         for _ in range(3):
             await timers.fire_all()
 

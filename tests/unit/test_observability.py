@@ -20,7 +20,7 @@ from worker.engine.parsing import termination_command
 from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
 from worker.engine.records import InboundRecord, OutboundRecord
 from worker.ops.observability import WorkerMetrics
-from worker.terminations.service import CommandResult, Outcome
+from worker.terminations.commands import CommandResult, Outcome
 
 TOPIC = "termination-requested"
 

@@ -1,8 +1,13 @@
-"""Look-ups every input's batch makes: which ce_ids it has seen, which subscriptions are terminated."""
+"""Look-ups every input's batch makes: which ce_ids it has seen, which subscriptions are terminated.
+
+`InboxTracking` is the inbox's one judgement of a redelivery (as eventsourcing's process recorder
+names its tracking record): the same ce_id with the same payload is a duplicate, with another a
+conflict. Every use case asks it, none compares digests itself."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -41,3 +46,32 @@ def inbox_row(
         "kafka_partition": partition,
         "kafka_offset": offset,
     }
+
+
+class Redelivery(StrEnum):
+    DUPLICATE = "duplicate"
+    """The same ce_id with the same payload: already handled, nothing to do."""
+    CONFLICT = "conflict"
+    """The same ce_id with another payload: not ours to decide, a dead letter."""
+
+
+@dataclass(slots=True)
+class InboxTracking:
+    """The payload digests the inbox holds for a batch's ce_ids on one topic, and those the batch adds."""
+
+    seen: dict[str, bytes]
+
+    def redelivery(self, ce_id: str, digest: bytes) -> Redelivery | None:
+        """None for a ce_id never handled, else whether this is a duplicate or a conflict."""
+        known = self.seen.get(ce_id)
+        if known is None:
+            return None
+        return Redelivery.DUPLICATE if known == digest else Redelivery.CONFLICT
+
+    def track(self, ce_id: str, digest: bytes) -> None:
+        """The batch handles this ce_id: a later copy in the same batch is a redelivery."""
+        self.seen[ce_id] = digest
+
+
+async def inbox_tracking(conn: AsyncConnection, topic: str, ce_ids: Iterable[str]) -> InboxTracking:
+    return InboxTracking(await seen_digests(conn, topic, ce_ids))

@@ -181,7 +181,7 @@ outbox = Table(
     Index("ix_outbox_unsent", "seq", postgresql_where=text("sent_at IS NULL")),
 )
 
-# One expiry timer per subscription, for its latest known expiry (worker/expiry/service.py). Pending
+# One expiry timer per subscription, for its latest known expiry (worker/expiry/). Pending
 # timers fire at due_at = expired_at + EXPIRY_GRACE_DAYS; the partial index serves that look-up.
 expiry_timers = Table(
     "expiry_timers",
@@ -268,7 +268,7 @@ read_progress = Table(
 
 # Expiry timers set aside because they could not fire (a value the worker cannot handle), with
 # the error; keyed by the expiry that armed the timer, so a later expiry re-arms a timer that
-# fires. The others go on firing (worker/expiry/service.py).
+# fires. The others go on firing (worker/expiry/firing.py).
 expiry_timer_failures = Table(
     "expiry_timer_failures",
     metadata,

@@ -9,8 +9,8 @@ from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
 from schemas.topics import Topic
 from worker.engine.records import InboundRecord
-from worker.expiry.service import ExpiryCommand, RenewalCommand
-from worker.terminations.service import TerminationCommand
+from worker.expiry.commands import ExpiryCommand, RenewalCommand
+from worker.terminations.commands import TerminationCommand
 
 DataT = TypeVar("DataT", bound=InputData)
 

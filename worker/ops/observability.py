@@ -42,7 +42,7 @@ from worker.db.tables import expiry_timers, outbox
 from worker.engine.failures import FailureKind
 from worker.engine.pipeline import OutageLog, PipelineObserver
 from worker.engine.records import InboundRecord
-from worker.terminations.service import CommandResult, Outcome
+from worker.terminations.commands import CommandResult, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,74 @@
+"""The events a termination decision publishes (through the outbox). No I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from schemas.outputs import (
+    IssuedCreditNote,
+    RefundIssued,
+    SubscriptionTerminated,
+    TerminationCause,
+    TerminationRejected,
+)
+from worker.domain.policy import RefundDecision
+from worker.domain.termination import (
+    Rejection,
+)
+from worker.engine.outbox import OutboxEvent, derived_id
+from worker.terminations.commands import TerminationCommand
+
+
+def refund_event(
+    command: TerminationCommand,
+    decision: RefundDecision,
+    refund_id: str,
+    note: IssuedCreditNote,
+    now: datetime,
+) -> OutboxEvent:
+    if decision.method is None or decision.rule is None:
+        raise ValueError("a refund without a method or rule cannot be issued")  # decide_refund never does
+    data = RefundIssued(
+        refund_id=refund_id,
+        request_id=command.request_id,
+        subscription_id=command.subscription_id,
+        account_id=command.account_id,
+        reseller_id=command.reseller_id,
+        amount=str(decision.amount),
+        currency=decision.amount.currency.code,
+        method=decision.method,
+        rule=decision.rule,
+        months_refunded=decision.months_refunded,
+        cycle_months=decision.cycle_months,
+        policy_amount=str(decision.policy_amount),
+        credit_note=note,
+        issued_at=now,
+    )
+    return OutboxEvent.of(derived_id(command.request_id, "refund-issued"), data, now)
+
+
+def terminated_event(command: TerminationCommand, decision: RefundDecision, now: datetime) -> OutboxEvent:
+    data = SubscriptionTerminated(
+        request_id=command.request_id,
+        subscription_id=command.subscription_id,
+        account_id=command.account_id,
+        reseller_id=command.reseller_id,
+        terminated_at=now,
+        cause=TerminationCause.CUSTOMER_REQUEST,
+        refund_amount=str(decision.amount),
+        currency=decision.amount.currency.code,
+        rule=decision.rule,
+        no_refund_reason=decision.no_refund_reason,
+    )
+    return OutboxEvent.of(derived_id(command.request_id, "subscription-terminated"), data, now)
+
+
+def rejected_event(command: TerminationCommand, rejection: Rejection, now: datetime) -> OutboxEvent:
+    data = TerminationRejected(
+        request_id=command.request_id,
+        subscription_id=command.subscription_id,
+        account_id=command.account_id,
+        reason_code=rejection.code,
+        detail=rejection.detail,
+    )
+    return OutboxEvent.of(derived_id(command.request_id, "termination-rejected"), data, now)

@@ -1,0 +1,236 @@
+"""The rows a batch of termination decisions writes, in input order, with their events. No I/O."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from schemas.outputs import (
+    CreditsCause,
+    CreditsUpdated,
+    IssuedCreditNote,
+    TerminationCause,
+)
+from worker.domain.money import Money
+from worker.domain.policy import RefundDecision, RefundMethod
+from worker.domain.termination import (
+    OWN_CREDIT_NOTES_INCLUDE_TAX,
+    credit_note_display_number,
+    number_in_order,
+)
+from worker.engine.outbox import OutboxEvent, derived_id
+from worker.terminations.commands import CommandResult, TerminationCommand
+from worker.terminations.events import refund_event, terminated_event
+
+
+@dataclass
+class BatchRows:
+    """The rows a batch will insert, gathered before any is written."""
+
+    now: datetime
+    results: list[CommandResult] = field(default_factory=list)
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    terminations: list[dict[str, Any]] = field(default_factory=list)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    credit_notes: list[dict[str, Any]] = field(default_factory=list)
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    events: list[OutboxEvent] = field(default_factory=list)
+    accepted: list[tuple[TerminationCommand, RefundDecision]] = field(default_factory=list)
+
+
+def chosen_notes(commands: Iterable[TerminationCommand]) -> set[str]:
+    return {c.terms.credit_note.credit_note_id for c in commands if c.terms.credit_note is not None}
+
+
+def own_notes_per_reseller(accepted: Iterable[tuple[TerminationCommand, RefundDecision]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for command in _issuing_own_notes(accepted):
+        counts[command.reseller_id] += 1
+    return counts
+
+
+def _issuing_own_notes(
+    accepted: Iterable[tuple[TerminationCommand, RefundDecision]],
+) -> list[TerminationCommand]:
+    """The requests that get a credit note of the worker's own, in the order they were read."""
+    return [command for command, decision in accepted if decision.method is RefundMethod.ACCOUNT_CREDIT]
+
+
+RequestKey = tuple[str, str]  # (reseller_id, request_id): a ce_id is unique within its reseller only
+
+
+def _request_key(command: TerminationCommand) -> RequestKey:
+    return (command.reseller_id, command.request_id)
+
+
+def own_note_numbers(
+    accepted: Sequence[tuple[TerminationCommand, RefundDecision]], first_numbers: Mapping[str, int]
+) -> dict[RequestKey, int]:
+    """Each request's credit-note number: per reseller, in the order the requests were read."""
+    issuing = _issuing_own_notes(accepted)
+    numbers = number_in_order([command.reseller_id for command in issuing], first_numbers)
+    return {_request_key(command): number for command, number in zip(issuing, numbers, strict=True)}
+
+
+AccountKey = tuple[str, str]  # (account_id, currency)
+
+
+def credits_per_account(
+    accepted: Iterable[tuple[TerminationCommand, RefundDecision]],
+) -> dict[AccountKey, tuple[str, list[int]]]:
+    """The deltas, in order, that each account's available credits receive: (reseller, deltas)."""
+    changes: dict[AccountKey, tuple[str, list[int]]] = {}
+    for command, decision in accepted:
+        if decision.method is RefundMethod.ACCOUNT_CREDIT:
+            key = (command.account_id, decision.amount.currency.code)
+            changes.setdefault(key, (command.reseller_id, []))[1].append(decision.amount.minor)
+    return changes
+
+
+@dataclass(slots=True)
+class BalanceCursor:
+    """Walks an account's changes in order, giving each its own balance and version."""
+
+    balance: int
+    version: int
+
+    def apply(self, delta: int) -> tuple[int, int]:
+        self.balance += delta
+        self.version += 1
+        return self.balance, self.version
+
+
+def record_termination(
+    batch: BatchRows,
+    command: TerminationCommand,
+    decision: RefundDecision,
+    numbers: Mapping[RequestKey, int],
+    balances: Mapping[AccountKey, BalanceCursor],
+) -> None:
+    now = batch.now
+    currency = decision.amount.currency.code
+    batch.terminations.append(
+        {
+            "subscription_id": command.subscription_id,
+            "account_id": command.account_id,
+            "reseller_id": command.reseller_id,
+            "cause": TerminationCause.CUSTOMER_REQUEST,
+            "request_id": command.request_id,
+            "terminated_at": now,
+            "currency": currency,
+            "refund_minor": decision.amount.minor,
+            "rule": decision.rule,
+            "no_refund_reason": decision.no_refund_reason,
+            "requested_by": command.requested_by,
+            "reason": command.reason,
+        }
+    )
+    if decision.refundable:
+        _record_refund(batch, command, decision, numbers, balances)
+    batch.events.append(terminated_event(command, decision, now))
+
+
+def _record_refund(
+    batch: BatchRows,
+    command: TerminationCommand,
+    decision: RefundDecision,
+    numbers: Mapping[RequestKey, int],
+    balances: Mapping[AccountKey, BalanceCursor],
+) -> None:
+    now = batch.now
+    refund_id = derived_id(command.request_id, "refund")
+    note = _credit_note(command, decision, numbers, now)
+    currency = decision.amount.currency.code
+    batch.credit_notes.append(
+        {
+            "credit_note_id": note.credit_note_id,
+            "reseller_id": command.reseller_id,
+            "number": note.number,
+            "issued_by_worker": note.number is not None,
+            "refund_id": refund_id,
+            "currency": currency,
+            "amount_minor": decision.amount.minor,
+            "issued_at": now,
+            "display_number": note.display_number,
+            "reason": note.reason,
+            "amounts_include_tax": note.amounts_include_tax,
+        }
+    )
+    batch.refunds.append(
+        {
+            "refund_id": refund_id,
+            "request_id": command.request_id,
+            "subscription_id": command.subscription_id,
+            "account_id": command.account_id,
+            "reseller_id": command.reseller_id,
+            "currency": currency,
+            "amount_minor": decision.amount.minor,
+            "policy_amount_minor": decision.policy_amount.minor,
+            "method": decision.method,
+            "rule": decision.rule,
+            "months_refunded": decision.months_refunded,
+            "cycle_months": decision.cycle_months,
+            "credit_note_id": note.credit_note_id,
+            "issued_at": now,
+        }
+    )
+    batch.events.append(refund_event(command, decision, refund_id, note, now))
+    if decision.method is RefundMethod.ACCOUNT_CREDIT:
+        balance, version = balances[(command.account_id, currency)].apply(decision.amount.minor)
+        _record_credit(batch, command, decision.amount, refund_id, balance, version)
+
+
+def _credit_note(
+    command: TerminationCommand, decision: RefundDecision, numbers: Mapping[RequestKey, int], now: datetime
+) -> IssuedCreditNote:
+    """The operator's note when one was chosen (the refund is that note: the invoice app numbers and
+    describes it, so number, display_number, reason and tax stay null), else the worker's own."""
+    if decision.credit_note is not None:
+        chosen = decision.credit_note
+        return IssuedCreditNote(
+            credit_note_id=chosen.credit_note_id, number=None, amount=str(chosen.amount), issued_at=None
+        )
+    number = numbers[_request_key(command)]
+    return IssuedCreditNote(
+        credit_note_id=derived_id(command.request_id, "credit-note"),
+        number=number,
+        amount=str(decision.amount),
+        issued_at=now,
+        display_number=credit_note_display_number(command.reseller_id, number),
+        reason=command.reason,
+        amounts_include_tax=OWN_CREDIT_NOTES_INCLUDE_TAX,
+    )
+
+
+def _record_credit(
+    batch: BatchRows, command: TerminationCommand, delta: Money, refund_id: str, balance: int, version: int
+) -> None:
+    event_id = derived_id(command.request_id, "credits-updated")
+    batch.ledger.append(
+        {
+            "account_id": command.account_id,
+            "currency": delta.currency.code,
+            "balance_version": version,
+            "delta_minor": delta.minor,
+            "balance_minor": balance,
+            "cause": CreditsCause.REFUND,
+            "refund_id": refund_id,
+            "event_id": event_id,
+            "changed_at": batch.now,
+        }
+    )
+    data = CreditsUpdated(
+        account_id=command.account_id,
+        reseller_id=command.reseller_id,
+        currency=delta.currency.code,
+        delta=str(delta),
+        balance=str(Money(balance, delta.currency)),
+        balance_version=version,
+        cause=CreditsCause.REFUND,
+        refund_id=refund_id,
+        updated_at=batch.now,
+    )
+    batch.events.append(OutboxEvent.of(event_id, data, batch.now))

@@ -1,0 +1,119 @@
+"""All of the termination use case's SQL: look-ups, the counter upserts and the inserts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.db.bulk import copy_rows, wanted
+from worker.db.tables import (
+    balance_ledger,
+    credit_notes,
+    expiry_timers,
+    inbox,
+    outbox,
+    refunds,
+    terminations,
+)
+from worker.terminations.plan import AccountKey, BalanceCursor, BatchRows
+
+
+async def used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[str]:
+    if not note_ids:
+        return set()
+    ids = wanted("ids")
+    query = select(credit_notes.c.credit_note_id).join_from(
+        ids, credit_notes, credit_notes.c.credit_note_id == ids.c.id
+    )
+    return set((await conn.execute(query, {"ids": list(note_ids)})).scalars())
+
+
+async def next_credit_note_numbers(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
+    """Reserve counts[r] numbers per reseller; returns the first of each reservation.
+
+    The counter row stays locked until commit, and a rollback returns the numbers: no gaps.
+    Rows are taken in key order so two batches never wait on each other in a cycle.
+    """
+    if not counts:
+        return {}
+    resellers = sorted(counts)
+    rows = await conn.execute(
+        _RESERVE_NUMBERS, {"resellers": resellers, "counts": [counts[r] for r in resellers]}
+    )
+    return {reseller: last - counts[reseller] + 1 for reseller, last in rows}
+
+
+# Both counter upserts take arrays (one statement text whatever the batch size) and lock their rows
+# in the arrays' order, which the callers sort, so two batches never wait on each other in a cycle.
+_RESERVE_NUMBERS = text("""
+    INSERT INTO credit_note_sequences AS s (reseller_id, last_number)
+    SELECT reseller, wanted
+    FROM unnest(CAST(:resellers AS text[]), CAST(:counts AS bigint[])) AS r(reseller, wanted)
+    ON CONFLICT (reseller_id) DO UPDATE SET last_number = s.last_number + EXCLUDED.last_number
+    RETURNING reseller_id, last_number
+""")
+
+
+_ADD_TO_BALANCES = text("""
+    INSERT INTO account_balances AS b
+        (account_id, currency, reseller_id, balance_minor, balance_version, updated_at)
+    SELECT account, currency, reseller, delta, changes, :now
+    FROM unnest(
+        CAST(:accounts AS text[]), CAST(:currencies AS text[]), CAST(:resellers AS text[]),
+        CAST(:deltas AS bigint[]), CAST(:counts AS bigint[])
+    ) AS c(account, currency, reseller, delta, changes)
+    ON CONFLICT (account_id, currency) DO UPDATE SET
+        balance_minor = b.balance_minor + EXCLUDED.balance_minor,
+        balance_version = b.balance_version + EXCLUDED.balance_version,
+        updated_at = EXCLUDED.updated_at
+    RETURNING account_id, currency, balance_minor, balance_version
+""")
+
+
+async def add_to_balances(
+    conn: AsyncConnection, changes: Mapping[AccountKey, tuple[str, list[int]]], now: datetime
+) -> dict[AccountKey, BalanceCursor]:
+    """Add each account's deltas in one upsert; returns a cursor at the balance before them."""
+    if not changes:
+        return {}
+    keys = sorted(changes)
+    parameters = {
+        "accounts": [account for account, _ in keys],
+        "currencies": [currency for _, currency in keys],
+        "resellers": [changes[key][0] for key in keys],
+        "deltas": [sum(changes[key][1]) for key in keys],
+        "counts": [len(changes[key][1]) for key in keys],
+        "now": now,
+    }
+    cursors = {}
+    for account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
+        deltas = changes[(account, currency)][1]
+        cursors[(account, currency)] = BalanceCursor(balance - sum(deltas), version - len(deltas))
+    return cursors
+
+
+async def insert_all(conn: AsyncConnection, batch: BatchRows) -> None:
+    """One COPY per table; parents before children for the foreign key."""
+    for table, rows in (
+        (inbox, batch.inbox),
+        (terminations, batch.terminations),
+        (credit_notes, batch.credit_notes),
+        (refunds, batch.refunds),
+        (balance_ledger, batch.ledger),
+        (outbox, [event.row() for event in batch.events]),
+    ):
+        await copy_rows(conn, table, rows)
+
+
+async def cancel_pending_timers(conn: AsyncConnection, subscription_ids: list[str], now: datetime) -> None:
+    """A request cancels the subscriptions' pending expiry timers."""
+    ids = wanted("ids")
+    await conn.execute(
+        update(expiry_timers)
+        .where(expiry_timers.c.subscription_id == ids.c.id, expiry_timers.c.state == "pending")
+        .values(state="cancelled", cancelled_by="request", updated_at=now),
+        {"ids": subscription_ids},
+    )
