@@ -9,6 +9,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.domain.expiry import DEFAULT_GRACE_DAYS
+from worker.domain.policy import DEFAULT_WINDOW_DAYS
+
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
@@ -19,8 +22,8 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str | None = None
     database_url: str | None = None
-    refund_window_days: int = Field(14, ge=0)
-    expiry_grace_days: float = Field(28, ge=0)
+    refund_window_days: int = Field(DEFAULT_WINDOW_DAYS, ge=0)
+    expiry_grace_days: float = Field(DEFAULT_GRACE_DAYS, ge=0)
     consumer_group: str = Field("refund-worker", min_length=1)
 
     # Beyond the contract: knobs with safe defaults (README, "Configuration").

@@ -55,6 +55,21 @@ class CancelledBy(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What cancelling a timer writes: a pending timer becomes cancelled, and says by whom. A fired
+    timer has terminated the subscription and stays fired."""
+
+    cancelled_by: CancelledBy
+    state: TimerState = TimerState.CANCELLED
+    applies_to: TimerState = TimerState.PENDING
+
+
+BY_REQUEST = Cancellation(CancelledBy.REQUEST)
+"""A termination request cancels the subscription's pending timer (contract section 3), also when
+it terminated the subscription while the timer was firing."""
+
+
+@dataclass(frozen=True, slots=True)
 class GracePeriod:
     """How long an expired subscription can still be recovered: EXPIRY_GRACE_DAYS, fractions allowed."""
 
@@ -109,7 +124,11 @@ class Timer:
 
     def is_due(self, watermark: datetime | None) -> bool:
         """Pending, and every renewal that could still save it has been read (`low_watermark`)."""
-        return self.state is TimerState.PENDING and deadline_reached(self.due_at, watermark)
+        return self.state is FIRES_FROM and deadline_reached(self.due_at, watermark)
+
+
+FIRES_FROM = TimerState.PENDING
+"""Only a pending timer fires (`Timer.is_due`; worker/expiry/store.py `due_clause` says it in SQL)."""
 
 
 def deadline_reached(due_at: datetime, watermark: datetime | None) -> bool:

@@ -114,6 +114,17 @@ class RefundDecision:
     def refundable(self) -> bool:
         return not self.amount.is_zero
 
+    @property
+    def issues_own_credit_note(self) -> bool:
+        """The worker issues, and numbers, a credit note of its own: the refund is an account
+        credit. With an operator's note chosen, the refund is that note (contract section 2)."""
+        return self.method is RefundMethod.ACCOUNT_CREDIT
+
+    @property
+    def credits_account(self) -> bool:
+        """The refund is added to the account's available credits (a balance change)."""
+        return self.method is RefundMethod.ACCOUNT_CREDIT
+
 
 DEFAULT_POLICY = RefundPolicy()
 

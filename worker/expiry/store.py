@@ -23,7 +23,9 @@ from worker.db.tables import (
     terminations,
 )
 from worker.domain.expiry import (
+    BY_REQUEST,
     EARLIEST_INSTANT,
+    FIRES_FROM,
     CancelledBy,
     Timer,
     TimerState,
@@ -158,7 +160,7 @@ async def claim_due(conn: AsyncConnection, watermark: datetime, limit: int) -> S
             func.extract("epoch", t.expired_at).label("expired_epoch"),
             func.extract("epoch", t.due_at).label("due_epoch"),
         )
-        .where(t.state == TimerState.PENDING, t.due_at <= watermark, not_parked())
+        .where(due_clause(watermark), not_parked())
         .order_by(t.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True, of=expiry_timers)
@@ -192,9 +194,7 @@ async def park(conn: AsyncConnection, parked: Sequence[Parked], now: datetime) -
 async def earliest_due(conn: AsyncConnection, *, after: datetime | None) -> datetime | None:
     """The earliest pending deadline after `after` (any, if None), of the timers not set aside."""
     t = expiry_timers.c
-    pending = select(func.min(func.extract("epoch", t.due_at))).where(
-        t.state == TimerState.PENDING, not_parked()
-    )
+    pending = select(func.min(func.extract("epoch", t.due_at))).where(t.state == FIRES_FROM, not_parked())
     if after is not None:
         pending = pending.where(t.due_at > after)
     epoch = await conn.scalar(pending)
@@ -247,5 +247,12 @@ async def mark_fired(
         fire = mark.values(state=TimerState.FIRED, fired_at=now, updated_at=now)
         await conn.execute(fire, {"ids": list(fired)})
     if others:
-        cancel = mark.values(state=TimerState.CANCELLED, cancelled_by=CancelledBy.REQUEST, updated_at=now)
+        cancel = mark.values(state=BY_REQUEST.state, cancelled_by=BY_REQUEST.cancelled_by, updated_at=now)
         await conn.execute(cancel, {"ids": list(others)})
+
+
+def due_clause(deadline_by: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """`Timer.is_due` in SQL (worker.domain.expiry): the timer fires from its state and its deadline
+    is reached by `deadline_by` (the renewals' low watermark; the clock for the overdue gauge)."""
+    t = expiry_timers.c
+    return (t.state == FIRES_FROM) & (t.due_at <= deadline_by)

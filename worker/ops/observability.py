@@ -42,6 +42,7 @@ from worker.db.tables import expiry_timers, outbox
 from worker.engine.failures import FailureKind
 from worker.engine.pipeline import OutageLog, PipelineObserver
 from worker.engine.records import InboundRecord
+from worker.expiry.store import due_clause
 from worker.terminations.commands import CommandResult, Outcome
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ async def _expiry_timers_due(conn: AsyncConnection) -> int:
     exists = await conn.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": expiry_timers.name})
     if not exists:
         return 0
-    due = select(func.count()).where(expiry_timers.c.state == "pending", expiry_timers.c.due_at <= func.now())
+    due = select(func.count()).where(due_clause(func.now()))
     return int(await conn.scalar(due) or 0)
 
 

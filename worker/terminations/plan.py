@@ -14,8 +14,9 @@ from schemas.outputs import (
     IssuedCreditNote,
     TerminationCause,
 )
+from worker.domain.balance import BalanceCursor
 from worker.domain.money import Money
-from worker.domain.policy import RefundDecision, RefundMethod
+from worker.domain.policy import RefundDecision
 from worker.domain.termination import (
     OWN_CREDIT_NOTES_INCLUDE_TAX,
     credit_note_display_number,
@@ -56,7 +57,7 @@ def _issuing_own_notes(
     accepted: Iterable[tuple[TerminationCommand, RefundDecision]],
 ) -> list[TerminationCommand]:
     """The requests that get a credit note of the worker's own, in the order they were read."""
-    return [command for command, decision in accepted if decision.method is RefundMethod.ACCOUNT_CREDIT]
+    return [command for command, decision in accepted if decision.issues_own_credit_note]
 
 
 RequestKey = tuple[str, str]  # (reseller_id, request_id): a ce_id is unique within its reseller only
@@ -84,23 +85,10 @@ def credits_per_account(
     """The deltas, in order, that each account's available credits receive: (reseller, deltas)."""
     changes: dict[AccountKey, tuple[str, list[int]]] = {}
     for command, decision in accepted:
-        if decision.method is RefundMethod.ACCOUNT_CREDIT:
+        if decision.credits_account:
             key = (command.account_id, decision.amount.currency.code)
             changes.setdefault(key, (command.reseller_id, []))[1].append(decision.amount.minor)
     return changes
-
-
-@dataclass(slots=True)
-class BalanceCursor:
-    """Walks an account's changes in order, giving each its own balance and version."""
-
-    balance: int
-    version: int
-
-    def apply(self, delta: int) -> tuple[int, int]:
-        self.balance += delta
-        self.version += 1
-        return self.balance, self.version
 
 
 def record_termination(
@@ -178,7 +166,7 @@ def _record_refund(
         }
     )
     batch.events.append(refund_event(command, decision, refund_id, note, now))
-    if decision.method is RefundMethod.ACCOUNT_CREDIT:
+    if decision.credits_account:
         balance, version = balances[(command.account_id, currency)].apply(decision.amount.minor)
         _record_credit(batch, command, decision.amount, refund_id, balance, version)
 

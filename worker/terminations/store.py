@@ -18,7 +18,9 @@ from worker.db.tables import (
     refunds,
     terminations,
 )
-from worker.terminations.plan import AccountKey, BalanceCursor, BatchRows
+from worker.domain.balance import BalanceCursor
+from worker.domain.expiry import BY_REQUEST
+from worker.terminations.plan import AccountKey, BatchRows
 
 
 async def used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[str]:
@@ -113,7 +115,7 @@ async def cancel_pending_timers(conn: AsyncConnection, subscription_ids: list[st
     ids = wanted("ids")
     await conn.execute(
         update(expiry_timers)
-        .where(expiry_timers.c.subscription_id == ids.c.id, expiry_timers.c.state == "pending")
-        .values(state="cancelled", cancelled_by="request", updated_at=now),
+        .where(expiry_timers.c.subscription_id == ids.c.id, expiry_timers.c.state == BY_REQUEST.applies_to)
+        .values(state=BY_REQUEST.state, cancelled_by=BY_REQUEST.cancelled_by, updated_at=now),
         {"ids": subscription_ids},
     )
