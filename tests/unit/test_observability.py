@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.envelope import binary_headers
 from schemas.errors import NotJson
@@ -128,7 +128,7 @@ def plain_record(offset: int, value: bytes = b"{}") -> InboundRecord:
 async def test_pipeline_reports_consumed_failed_and_dead_lettered_messages() -> None:
     metrics = WorkerMetrics()
     pipeline = BatchPipeline(
-        engine=cast(AsyncEngine, Database(down_for=2)),
+        engine=Database(down_for=2),
         parse=parse,
         apply=apply,
         send_all=acknowledge,

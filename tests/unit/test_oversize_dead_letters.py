@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import NotJson
 from schemas.limits import DEAD_LETTER_MAX_BYTES, KEY_MAX_BYTES
@@ -123,7 +123,7 @@ def refuse_everything(record: InboundRecord) -> str:
 async def test_an_oversize_poison_message_is_dead_lettered_cut_and_kept_whole_in_the_database() -> None:
     database, broker = Database(down_for=2), Broker()
     pipeline = BatchPipeline(
-        engine=cast(AsyncEngine, database),
+        engine=database,
         parse=refuse_everything,
         apply=nothing_to_apply,
         send_all=broker,
@@ -164,7 +164,7 @@ async def test_a_message_the_parser_fails_on_unexpectedly_is_dead_lettered_not_r
 
     broker = Broker()
     pipeline = BatchPipeline(
-        engine=cast(AsyncEngine, Database()),
+        engine=Database(),
         parse=buggy,
         apply=apply,
         send_all=broker,

@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import NotJson
 from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
@@ -39,9 +39,6 @@ class Database:
         yield cast(AsyncConnection, Connection())
 
     connect = begin
-
-    def engine(self) -> AsyncEngine:
-        return cast(AsyncEngine, self)
 
 
 class Applier:
@@ -95,7 +92,7 @@ def pipeline(
     applier: Applier, broker: Broker, database: Database | None = None, retry: RetryPolicy = NO_WAIT
 ) -> BatchPipeline[str]:
     return BatchPipeline(
-        engine=(database or Database()).engine(),
+        engine=database or Database(),
         parse=parse,
         apply=applier,
         send_all=broker,

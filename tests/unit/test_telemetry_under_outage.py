@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import InvalidEnvelope, InvalidEventData, NotJson
 from schemas.topics import INPUT_TOPICS
@@ -273,6 +273,8 @@ class Database:
         self.answered.set()
         yield cast(AsyncConnection, Connection())
 
+    connect = begin
+
 
 async def send_nothing(records: Iterable[OutboundRecord]) -> None:
     return None
@@ -282,7 +284,7 @@ async def test_the_outbox_relay_logs_an_outage_once_without_tracebacks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     database = Database(down_for=12)
-    relay = OutboxRelay(cast(AsyncEngine, database), send_nothing, source="/tests", batch_size=10)
+    relay = OutboxRelay(database, send_nothing, source="/tests", batch_size=10)
     with caplog.at_level(logging.INFO, logger="worker.engine.outbox"):
         running = asyncio.create_task(relay.run(poll_seconds=0.0001))
         while not database.answered.is_set():

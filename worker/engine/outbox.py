@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.dataschema import schema_id
 from schemas.envelope import binary_headers
@@ -24,7 +23,7 @@ from schemas.outputs import OutputData
 from worker.db.bulk import wanted
 from worker.db.tables import outbox
 from worker.engine.failures import FailureKind, classify
-from worker.engine.pipeline import Outage, RetryPolicy
+from worker.engine.pipeline import Database, Outage, RetryPolicy
 from worker.engine.records import OutboundRecord, SendAll
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ class OutboxRelay:
     the commit publishes the same events again with the same ce_id (at least once, de-duplicable).
     """
 
-    def __init__(self, engine: AsyncEngine, send_all: SendAll, *, source: str, batch_size: int) -> None:
+    def __init__(self, engine: Database, send_all: SendAll, *, source: str, batch_size: int) -> None:
         self._engine = engine
         self._send_all = send_all
         self._source = source

@@ -13,12 +13,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.tables import oversize_dead_letters
 from worker.dlq.recoverer import FAILURE_REASON, dead_letter, fit_for_broker
@@ -114,11 +115,20 @@ class BatchReport:
     offsets: dict[tuple[str, int], int]
 
 
+class Database(Protocol):
+    """What the pipeline needs of the database (an AsyncEngine is one): a transaction to apply a
+    batch in, and a connection to see whether the database is back."""
+
+    def begin(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def connect(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+
 class BatchPipeline(Generic[C]):
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        engine: Database,
         parse: Parse[C],
         apply: Apply[C],
         send_all: SendAll,
