@@ -18,9 +18,10 @@ from worker.config.security import database_connect_args, kafka_client_options, 
 from worker.config.settings import Settings
 from worker.domain.expiry import GracePeriod
 from worker.domain.policy import RefundPolicy
+from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import expiry_command, renewal_command, termination_command
-from worker.engine.pipeline import BatchPipeline, ObserverGroup, RetryPolicy
+from worker.engine.pipeline import BatchPipeline, ObserverGroup
 from worker.engine.runtime import ProducerSender, create_engine, create_producer
 from worker.engine.startup import broker_connected, database_at_head
 from worker.engine.topics_admin import ensure_topics

@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 
 from worker.engine.failures import FailureKind
-from worker.engine.pipeline import Applied, BatchPipeline, ObserverGroup, PipelineObserver, RetryPolicy
+from worker.engine.outage import RetryPolicy
+from worker.engine.pipeline import Applied, BatchPipeline, ObserverGroup, PipelineObserver
 from worker.engine.records import InboundRecord
 from worker.ops.health import Check, Liveness
 

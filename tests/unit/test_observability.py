@@ -16,8 +16,9 @@ from schemas.errors import NotJson
 from schemas.topics import CeType
 from worker.domain.policy import RefundPolicy, decide_refund
 from worker.domain.termination import Rejection, RejectionCode
+from worker.engine.outage import RetryPolicy
 from worker.engine.parsing import termination_command
-from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
+from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
 from worker.ops.observability import WorkerMetrics
 from worker.terminations.commands import CommandResult, Outcome

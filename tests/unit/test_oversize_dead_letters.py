@@ -20,7 +20,8 @@ from worker.dlq.recoverer import (
     fit_for_broker,
     record_size,
 )
-from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
+from worker.engine.outage import RetryPolicy
+from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
 
 MEGABYTE = 1_048_576

@@ -13,7 +13,8 @@ from aiokafka.errors import KafkaConnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import NotJson
-from worker.engine.pipeline import Applied, BatchPipeline, RetryPolicy
+from worker.engine.outage import RetryPolicy
+from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
 
 TOPIC = "termination-requested"

@@ -25,8 +25,8 @@ from worker.engine.failures import (
     RetriesExhausted,
     failure_reason,
 )
+from worker.engine.outage import Outage, OutageLog, RetryPolicy
 from worker.engine.outbox import OutboxRelay
-from worker.engine.pipeline import Outage, OutageLog, RetryPolicy
 from worker.engine.records import InboundRecord, OutboundRecord
 from worker.ops.logs import RepeatLimiter
 from worker.ops.observability import DEAD_LETTER_REASONS, DatabaseGauges, WorkerMetrics, read_consumer_lag

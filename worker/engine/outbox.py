@@ -23,7 +23,8 @@ from schemas.outputs import OutputData
 from worker.db.bulk import wanted
 from worker.db.tables import outbox
 from worker.engine.failures import FailureKind, classify
-from worker.engine.pipeline import Database, Outage, RetryPolicy
+from worker.engine.outage import Outage, RetryPolicy
+from worker.engine.pipeline import Database
 from worker.engine.records import OutboundRecord, SendAll
 
 log = logging.getLogger(__name__)

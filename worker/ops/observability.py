@@ -40,7 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.topics import INPUT_TOPICS
 from worker.db.tables import expiry_timers, outbox
 from worker.engine.failures import FailureKind
-from worker.engine.pipeline import OutageLog, PipelineObserver
+from worker.engine.outage import OutageLog
+from worker.engine.pipeline import PipelineObserver
 from worker.engine.records import InboundRecord
 from worker.expiry.store import due_clause
 from worker.terminations.commands import CommandResult, Outcome
