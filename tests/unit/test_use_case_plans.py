@@ -33,7 +33,8 @@ def test_an_account_credit_plans_its_own_numbered_note_a_ledger_row_and_events_i
         allow_refund=True,
     )
     decision = decide_refund(terms)
-    assert decision.rule is Rule.FULL_WITHIN_WINDOW and decision.issues_own_credit_note
+    assert decision.rule is Rule.FULL_WITHIN_WINDOW
+    assert decision.issues_own_credit_note
     command = TerminationCommand(
         request_id="req-1",
         payload_sha256=b"digest",
