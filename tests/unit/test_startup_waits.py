@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from worker.engine.failures import SchemaNotAtHead, StartupFailed
-from worker.engine.startup import OutageLog, broker_connected, patiently
+from worker.engine.startup import StartupWaitLog, broker_connected, patiently
 from worker.ops.health import Check, StartupProgress
 
 
@@ -55,7 +55,7 @@ async def test_what_no_wait_can_fix_stops_start_up_with_one_line() -> None:
 def test_a_long_outage_is_logged_again_only_when_its_reason_changes_or_a_while_has_passed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    outage = OutageLog("the database", every=3600)
+    outage = StartupWaitLog("the database", every=3600)
     with caplog.at_level(logging.INFO, logger="worker.engine.startup"):
         for _ in range(20):
             outage.failed(ConnectionRefusedError(111, "refused"), retry_in=1.0)

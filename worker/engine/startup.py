@@ -40,7 +40,7 @@ def is_outage(error: BaseException) -> bool:
     return classify(error) is FailureKind.INFRASTRUCTURE
 
 
-class OutageLog:
+class StartupWaitLog:
     """One line when a wait starts, at most one every `every` seconds while it lasts (and one when
     its reason changes, e.g. unreachable -> schema behind), one when it ends: no traceback."""
 
@@ -88,7 +88,7 @@ async def patiently(
     what: str, attempt: Callable[[], Awaitable[T]], progress: StartupProgress, *, first_backoff: float
 ) -> T:
     """`attempt()` until it succeeds, waiting out outages; any other failure is a StartupFailed."""
-    outages = OutageLog(what)
+    outages = StartupWaitLog(what)
 
     def before_sleep(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
@@ -159,7 +159,7 @@ class _BootstrapErrors(logging.Filter):
 @contextlib.contextmanager
 def _without_bootstrap_errors() -> Iterator[None]:
     """aiokafka logs an ERROR line for each failed bootstrap, i.e. for every retry of the wait:
-    while start-up waits for the broker, OutageLog's lines say it instead, rarely."""
+    while start-up waits for the broker, StartupWaitLog's lines say it instead, rarely."""
     logger, quiet = logging.getLogger("aiokafka"), _BootstrapErrors()
     logger.addFilter(quiet)
     try:
