@@ -196,7 +196,7 @@ class BatchPipeline(Generic[C]):
                     unexpected += 1
                     if unexpected < unexpected_attempts:
                         log.warning("unexpected error, attempt %d: %s", unexpected, brief(error))
-                        await asyncio.sleep(self._retry.backoff(unexpected))
+                        await asyncio.sleep(jittered(self._retry.backoff(unexpected)))
                     elif await self._database_unreachable(outage):
                         unexpected = 0  # an outage in disguise: waited out, so the message starts afresh
                     else:
