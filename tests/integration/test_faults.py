@@ -136,27 +136,26 @@ class Stream:
 
 
 class TimedOutputs(OutputWatcher):
-    """The output topics and the requests' dead letters, with when each record arrived here."""
+    """The output topics and the requests' dead letters, and when each request's answer arrived."""
 
     def __init__(self, bootstrap: str) -> None:
         # Tansu holds a fetch for its full wait even when records arrive: keep it short, so an
         # arrival is seen within ~50 ms and recovery times are measured to that.
         topics = (*OUTPUT_TOPIC_NAMES, dead_letter_topic(Topic.TERMINATION_REQUESTED))
         super().__init__(bootstrap, topics, fetch_max_wait_ms=50)
-        self.arrived: list[float] = []
+        self._answered: dict[str, float] = {}
 
     async def poll(self) -> None:
         before = len(self.received)
         await super().poll()
-        self.arrived += [time.monotonic()] * (len(self.received) - before)
+        now = time.monotonic()
+        for record in self.received[before:]:
+            if record.topic == TERMINATED and "request_id" in record.data:
+                self._answered.setdefault(record.data["request_id"], now)
 
     def answered_at(self) -> dict[str, float]:
         """Request -> when its first subscription-terminated arrived."""
-        first: dict[str, float] = {}
-        for record, at in zip(self.received, self.arrived, strict=True):
-            if record.topic == TERMINATED and "request_id" in record.data:
-                first.setdefault(record.data["request_id"], at)
-        return first
+        return dict(self._answered)
 
     async def follow(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -164,8 +163,8 @@ class TimedOutputs(OutputWatcher):
 
     async def all_answered(self, request_ids: set[str], within: float = 120.0) -> None:
         deadline = time.monotonic() + within
-        while not request_ids <= self.answered_at().keys():
-            missing = len(request_ids - self.answered_at().keys())
+        while not request_ids <= self._answered.keys():
+            missing = len(request_ids - self._answered.keys())
             assert time.monotonic() < deadline, f"{missing} requests unanswered after {within:.0f} s"
             await asyncio.sleep(0.05)
 
@@ -399,13 +398,19 @@ class Change:
     at: float
     settled_s: float
     """From the change to the group sharing out every partition among its new members."""
-    caught_up_s: float
-    """From the change until every request published before the group settled was answered."""
+    caught_up_s: float | None
+    """From the change until every request published before the group settled was answered;
+    None when the next change came first (a SIGSTOP: its pause shows at the SIGCONT)."""
+
+    def __str__(self) -> str:
+        caught_up = f"caught up in {self.caught_up_s:.2f} s" if self.caught_up_s else "next change at once"
+        return f"{self.what}: group settled in {self.settled_s:.2f} s, {caught_up}"
 
 
 def longest_pauses(changes: Sequence[Change], stream: Stream, outputs: TimedOutputs) -> list[float]:
     """For each change, the longest any input partition went without an answer, over the pauses
-    that ended after it and before the next change (each change is caught up before the next)."""
+    that ended after it and before the next change (each change but a SIGSTOP is caught up before
+    the next, so a SIGCONT's pause covers the SIGSTOP before it)."""
     arrivals: dict[int, list[float]] = defaultdict(list)
     for ce_id, at in outputs.answered_at().items():
         arrivals[stream.partition_of[ce_id]].append(at)
@@ -438,7 +443,7 @@ async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
             settled = await group.settled()
             if catch_up:
                 await caught_up(stream, outputs, at + settled)
-            changes.append(Change(what, at, settled, time.monotonic() - at))
+            changes.append(Change(what, at, settled, time.monotonic() - at if catch_up else None))
             return result
 
         # Each change waits for the group to settle on its new members, then for the answers to
@@ -462,9 +467,10 @@ async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
     pauses = longest_pauses(changes, stream, outputs)
     report(
         [
-            f"{c.what}: group settled in {c.settled_s:.2f} s, caught up in {c.caught_up_s:.2f} s, "
-            f"longest pause of a partition's answers {pause:.2f} s"
-            for c, pause in zip(changes, pauses, strict=True)
+            f"{change}, longest pause of a partition's answers {pause:.2f} s"
+            if change.caught_up_s
+            else str(change)
+            for change, pause in zip(changes, pauses, strict=True)
         ],
         record_property,
     )
