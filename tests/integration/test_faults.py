@@ -4,8 +4,9 @@ each run every request has exactly one outcome (tests/integration/audit.py), and
 worker took to recover from each fault is printed and recorded (docs/production.md, "Recovery
 times").
 
-Each test has a broker of its own (the embedded Tansu), so its group starts on empty topics and
-no other test's traffic or poison is in the way; sessions are as short as Tansu allows (1 s).
+Each test has a broker (the embedded Tansu) and a database of its own, so its group starts on
+empty topics and no other test's traffic, poison or outbox rows are in the way; the audit's sums
+are over this test's requests alone. Sessions are as short as Tansu allows (1 s).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
+from bench.throughput import fresh_database
 from schemas.topics import INPUT_TOPICS, Topic, dead_letter_topic
 from tests.integration.audit import (
     Requests,
@@ -370,10 +372,11 @@ async def test_database_stopped_twice_under_a_stream_loses_doubles_and_dead_lett
 
 
 async def test_broker_cut_off_three_times_under_a_stream_loses_doubles_and_dead_letters_nothing(
-    tmp_path: Path, database_url: str, record_property: Callable[[str, object], None]
+    tmp_path: Path, postgres_server_url: str, record_property: Callable[[str, object], None]
 ) -> None:
     recoveries = []
     async with (
+        fresh_database(postgres_server_url) as database_url,
         broker_behind_proxy(tmp_path) as (bootstrap, proxy),
         group_of(bootstrap, database_url, tmp_path, size=2),
         watched_stream(bootstrap) as (stream, outputs),
@@ -425,10 +428,11 @@ def longest_pauses(changes: Sequence[Change], stream: Stream, outputs: TimedOutp
 
 
 async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
-    tmp_path: Path, database_url: str, record_property: Callable[[str, object], None]
+    tmp_path: Path, postgres_server_url: str, record_property: Callable[[str, object], None]
 ) -> None:
     changes: list[Change] = []
     async with (
+        fresh_database(postgres_server_url) as database_url,
         private_broker() as bootstrap,
         group_of(bootstrap, database_url, tmp_path, size=2) as group,
         watched_stream(bootstrap) as (stream, outputs),
