@@ -339,6 +339,7 @@ async def caught_up(stream: Stream, outputs: TimedOutputs, moment: float) -> Non
 
 
 def report(lines: Sequence[object], record_property: Callable[[str, object], None]) -> None:
+    """Printed (`pytest -s` shows it) and recorded as properties (`--junitxml` keeps them)."""
     for number, line in enumerate(lines, start=1):
         print(f"recovery {number}: {line}")
         record_property(f"recovery_{number}", str(line))
@@ -367,8 +368,8 @@ async def test_database_stopped_twice_under_a_stream_loses_doubles_and_dead_lett
             await caught_up(stream, outputs, ended)
             recoveries.append(recovery(f"database stop {outage}", ended, stream, outputs))
         await caught_up(stream, outputs, time.monotonic() + 1.0)
-        await audit(stream, outputs, database.url)
-    report(recoveries, record_property)
+        requests = await audit(stream, outputs, database.url)
+    report([*recoveries, f"{len(requests)} requests, each applied and answered once"], record_property)
 
 
 async def test_broker_cut_off_three_times_under_a_stream_loses_doubles_and_dead_letters_nothing(
@@ -391,8 +392,8 @@ async def test_broker_cut_off_three_times_under_a_stream_loses_doubles_and_dead_
             await caught_up(stream, outputs, ended)
             recoveries.append(recovery(f"broker cut {cut}", ended, stream, outputs))
         await caught_up(stream, outputs, time.monotonic() + 1.0)
-        await audit(stream, outputs, database_url)
-    report(recoveries, record_property)
+        requests = await audit(stream, outputs, database_url)
+    report([*recoveries, f"{len(requests)} requests, each applied and answered once"], record_property)
 
 
 @dataclass(frozen=True)
@@ -475,6 +476,7 @@ async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
             if change.caught_up_s
             else str(change)
             for change, pause in zip(changes, pauses, strict=True)
-        ],
+        ]
+        + [f"{len(requests)} requests, each applied and answered once"],
         record_property,
     )
