@@ -338,18 +338,18 @@ async def caught_up(stream: Stream, outputs: TimedOutputs, moment: float) -> Non
     await outputs.all_answered(stream.published_before(moment))
 
 
-def report(lines: Sequence[object], record_property: Callable[[str, object], None]) -> None:
-    """Printed (`pytest -s` shows it) and recorded as properties (`--junitxml` keeps them)."""
+def report(lines: Sequence[object], request: pytest.FixtureRequest) -> None:
+    """Printed (`pytest -s` shows it) and kept as the test's properties (`--junitxml` has them)."""
     for number, line in enumerate(lines, start=1):
         print(f"recovery {number}: {line}")
-        record_property(f"recovery_{number}", str(line))
+        request.node.user_properties.append((f"recovery_{number}", str(line)))
 
 
 # --- the tests --------------------------------------------------------------------------------
 
 
 async def test_database_stopped_twice_under_a_stream_loses_doubles_and_dead_letters_nothing(
-    tmp_path: Path, record_property: Callable[[str, object], None]
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     recoveries = []
     async with (
@@ -369,11 +369,11 @@ async def test_database_stopped_twice_under_a_stream_loses_doubles_and_dead_lett
             recoveries.append(recovery(f"database stop {outage}", ended, stream, outputs))
         await caught_up(stream, outputs, time.monotonic() + 1.0)
         requests = await audit(stream, outputs, database.url)
-    report([*recoveries, f"{len(requests)} requests, each applied and answered once"], record_property)
+    report([*recoveries, f"{len(requests)} requests, each applied and answered once"], request)
 
 
 async def test_broker_cut_off_three_times_under_a_stream_loses_doubles_and_dead_letters_nothing(
-    tmp_path: Path, postgres_server_url: str, record_property: Callable[[str, object], None]
+    tmp_path: Path, postgres_server_url: str, request: pytest.FixtureRequest
 ) -> None:
     recoveries = []
     async with (
@@ -393,7 +393,7 @@ async def test_broker_cut_off_three_times_under_a_stream_loses_doubles_and_dead_
             recoveries.append(recovery(f"broker cut {cut}", ended, stream, outputs))
         await caught_up(stream, outputs, time.monotonic() + 1.0)
         requests = await audit(stream, outputs, database_url)
-    report([*recoveries, f"{len(requests)} requests, each applied and answered once"], record_property)
+    report([*recoveries, f"{len(requests)} requests, each applied and answered once"], request)
 
 
 @dataclass(frozen=True)
@@ -429,7 +429,7 @@ def longest_pauses(changes: Sequence[Change], stream: Stream, outputs: TimedOutp
 
 
 async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
-    tmp_path: Path, postgres_server_url: str, record_property: Callable[[str, object], None]
+    tmp_path: Path, postgres_server_url: str, request: pytest.FixtureRequest
 ) -> None:
     changes: list[Change] = []
     async with (
@@ -478,5 +478,5 @@ async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
             for change, pause in zip(changes, pauses, strict=True)
         ]
         + [f"{len(requests)} requests, each applied and answered once"],
-        record_property,
+        request,
     )
