@@ -452,8 +452,9 @@ async def test_workers_joining_and_dying_under_a_stream_lose_and_double_nothing(
             return result
 
         # Each change waits for the group to settle on its new members, then for the answers to
-        # catch up. Not while a worker is paused: paused inside a transaction, it holds its row
-        # locks (the inbox rows of the batch the new owner is given again) until it resumes.
+        # catch up. Not while a worker is paused: paused inside a transaction, it keeps its row
+        # locks (its reseller's credit-note counter, the inbox rows of the batch the new owner is
+        # given again), and the others wait for them until it resumes.
         await change("start a third worker", group.start_one)
         await change("SIGSTOP a worker", first.pause, catch_up=False)
         await change("SIGCONT it", first.resume)
