@@ -317,7 +317,7 @@ async def _until_kafka_answers(bootstrap: str, broker: subprocess.Popen[bytes], 
 class Recovery:
     fault: str
     resumed_s: float
-    """From the end of the fault (service back) to the next answer."""
+    """From the end of the fault (service back) to the first answer to a request sent during it."""
     caught_up_s: float
     """From the end of the fault until every request published before it ended was answered."""
 
@@ -325,11 +325,15 @@ class Recovery:
         return f"{self.fault}: answers resumed {self.resumed_s:.2f} s, caught up {self.caught_up_s:.2f} s"
 
 
-def recovery(fault: str, ended: float, stream: Stream, outputs: TimedOutputs) -> Recovery:
+def recovery(fault: str, began: float, ended: float, stream: Stream, outputs: TimedOutputs) -> Recovery:
+    """Call once caught up. Resumed: the first answer to a request published during the fault
+    (an answer sent before it and read after would say nothing of the worker's recovery)."""
     answered = outputs.answered_at()
-    resumed = min(at for at in answered.values() if at >= ended)
+    during = stream.published_before(ended) - stream.published_before(began)
+    assert during, f"no request was published during the {fault}"
+    resumed = min(answered[ce_id] for ce_id in during)
     caught_up = max(answered[ce_id] for ce_id in stream.published_before(ended))
-    return Recovery(fault, resumed - ended, max(caught_up - ended, 0.0))
+    return Recovery(fault, max(resumed - ended, 0.0), max(caught_up - ended, 0.0))
 
 
 async def caught_up(stream: Stream, outputs: TimedOutputs, moment: float) -> None:
@@ -361,12 +365,13 @@ async def test_database_stopped_twice_under_a_stream_loses_doubles_and_dead_lett
         stream.start()
         for outage in (1, 2):
             await caught_up(stream, outputs, time.monotonic() + 1.0)  # a second of steady flow first
+            began = time.monotonic()
             await asyncio.to_thread(database.stop)
             await asyncio.sleep(DATABASE_OUTAGE_SECONDS)  # the outage itself, not a wait for a result
             await asyncio.to_thread(database.start)  # returns once the server answers again
             ended = time.monotonic()
             await caught_up(stream, outputs, ended)
-            recoveries.append(recovery(f"database stop {outage}", ended, stream, outputs))
+            recoveries.append(recovery(f"database stop {outage}", began, ended, stream, outputs))
         await caught_up(stream, outputs, time.monotonic() + 1.0)
         requests = await audit(stream, outputs, database.url)
     report([*recoveries, f"{len(requests)} requests, each applied and answered once"], request)
@@ -385,12 +390,13 @@ async def test_broker_cut_off_three_times_under_a_stream_loses_doubles_and_dead_
         stream.start()
         for cut in (1, 2, 3):
             await caught_up(stream, outputs, time.monotonic() + 1.0)
+            began = time.monotonic()
             await proxy.cut()
             await asyncio.sleep(BROKER_CUT_SECONDS)  # the partition itself
             await proxy.restore()
             ended = time.monotonic()
             await caught_up(stream, outputs, ended)
-            recoveries.append(recovery(f"broker cut {cut}", ended, stream, outputs))
+            recoveries.append(recovery(f"broker cut {cut}", began, ended, stream, outputs))
         await caught_up(stream, outputs, time.monotonic() + 1.0)
         requests = await audit(stream, outputs, database_url)
     report([*recoveries, f"{len(requests)} requests, each applied and answered once"], request)
