@@ -34,7 +34,7 @@ from schemas.outputs import (
 )
 from schemas.topics import Topic
 from worker.db.bulk import copy_rows, wanted
-from worker.db.inbox import inbox_row, seen_digests, terminated_subscriptions
+from worker.db.inbox import inbox_row, one_of, probed, seen_digests, terminated_subscriptions
 from worker.db.tables import (
     balance_ledger,
     credit_notes,
@@ -152,10 +152,11 @@ async def apply_termination_batch(
     # A request cancels the subscription's pending expiry timer (contract section 3). Before the
     # inserts, so that this batch and the timer loop lock the timer row, then the termination,
     # in the same order (worker/expiry.py).
-    ids = wanted("ids")
+    # By one index probe per key at any table size (worker.db.inbox.one_of): a join with unnest
+    # became a hash join over all the timers as they grew.
     await conn.execute(
         update(expiry_timers)
-        .where(expiry_timers.c.subscription_id == ids.c.id, expiry_timers.c.state == "pending")
+        .where(one_of(expiry_timers.c.subscription_id, "ids"), expiry_timers.c.state == "pending")
         .values(state="cancelled", cancelled_by="request", updated_at=now),
         {"ids": [row["subscription_id"] for row in batch.terminations]},
     )
@@ -192,8 +193,8 @@ async def _used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[s
     if not note_ids:
         return set()
     ids = wanted("ids")
-    query = select(credit_notes.c.credit_note_id).join_from(
-        ids, credit_notes, credit_notes.c.credit_note_id == ids.c.id
+    query = probed(
+        ids, select(credit_notes.c.credit_note_id).where(credit_notes.c.credit_note_id == ids.c.id)
     )
     return set((await conn.execute(query, {"ids": list(note_ids)})).scalars())
 
