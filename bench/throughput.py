@@ -1,12 +1,16 @@
 """Benchmark: termination requests through the real broker, worker and database.
 
-    ./dev python -m bench.throughput --requests 30000
+    ./dev python -m bench.throughput --requests 30000 [--prefill 1000000] [--json]
 
 Starts the embedded broker and PostgreSQL unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set
 (then it creates a fresh database on that server), runs `refund-worker run` as a child process,
 publishes the requests as fast as the broker takes them, and reads `subscription-terminated` back.
 Reports the sustained rate (requests answered per second, first publish to last answer), the
-latency from publish to answer, and checks that every request took effect exactly once.
+latency from publish to answer, the CPU each kind of process spent per request, the worker's peak
+RSS, and checks that every request took effect exactly once. In the same invocation it replays
+the worker's own statements for as many requests from one connection (bench/ceiling.py) and
+reports the worker's rate as a share of that ceiling, so the ratio is fair on a noisy machine.
+`--prefill N` first grows the tables the look-ups read to N rows (bench/prefill.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -31,16 +36,20 @@ from urllib.parse import urlsplit, urlunsplit
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select, text
 
+from bench.ceiling import CeilingRun, record_run, replay, vacuum
+from bench.prefill import prefill
+from bench.statements import request
 from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
 from worker.db.bulk import wanted
 from worker.db.tables import account_balances, balance_ledger, inbox, terminations
-from worker.engine.runtime import create_engine
+from worker.engine.runtime import create_engine, migrate_database
 from worker.engine.topics_admin import ensure_topics
 from worker.infra import embedded_kafka, embedded_postgres
 
 REQUESTED = Topic.TERMINATION_REQUESTED.value
 TERMINATED = Topic.SUBSCRIPTION_TERMINATED.value
+READER_FETCH_WAIT_MS = 5
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class Options:
     batch: int
     workers: int
     rate: int
+    prefill: int = 0
+    ceiling: bool = True
+    single: int = 500
+    fetch_max_wait_ms: int | None = None
+    json: bool = False
 
 
 def parse_options(argv: list[str] | None = None) -> Options:
@@ -63,25 +77,59 @@ def parse_options(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--rate", type=int, default=0, help="publish at this many requests/s (0: all at once, a backlog)"
     )
+    parser.add_argument("--prefill", type=int, default=0, help="rows to put in each looked-up table first")
+    parser.add_argument(
+        "--no-ceiling", dest="ceiling", action="store_false", help="skip the raw ceiling (bench/ceiling.py)"
+    )
+    parser.add_argument(
+        "--single",
+        type=int,
+        default=500,
+        help="requests of the one-transaction-a-request baseline (0: none)",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms", type=int, default=None, help="KAFKA_FETCH_MAX_WAIT_MS of the worker"
+    )
+    parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = parser.parse_args(argv)
-    return Options(args.requests, args.partitions, args.accounts, args.batch, args.workers, args.rate)
+    return Options(
+        args.requests,
+        args.partitions,
+        args.accounts,
+        args.batch,
+        args.workers,
+        args.rate,
+        prefill=args.prefill,
+        ceiling=args.ceiling and args.requests > 0,
+        single=args.single if args.ceiling else 0,
+        fetch_max_wait_ms=args.fetch_max_wait_ms,
+        json=args.json,
+    )
 
 
 @contextlib.contextmanager
-def services() -> Iterator[tuple[str, str]]:
+def services(*, kafka: bool = True) -> Iterator[tuple[str, str]]:
     with contextlib.ExitStack() as stack:
-        kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(embedded_kafka())
+        bootstrap = ""
+        if kafka:
+            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.enter_context(embedded_kafka())
         server = os.environ.get("DATABASE_URL") or stack.enter_context(embedded_postgres())
-        yield kafka, server
+        yield bootstrap, server
+
+
+def database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(server_url: str) -> AsyncIterator[str]:
+async def fresh_database(server_url: str, template: str | None = None) -> AsyncIterator[str]:
+    """A new database; a copy of `template` (a database URL on the same server) if given."""
     name = f"refund_bench_{secrets.token_hex(4)}"
+    copy_of = f' TEMPLATE "{database_name(template)}"' if template else ""
     admin = create_engine(server_url)
     async with admin.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await conn.execute(text(f'CREATE DATABASE "{name}"{copy_of}'))
     try:
         yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
     finally:
@@ -89,27 +137,6 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
-
-
-def request(index: int, run: str, accounts: int) -> tuple[str, bytes, bytes]:
-    """(ce_id, key, value) of the index-th request: yearly SGD, asked at varied points of the cycle."""
-    day = 1 + index % 80
-    data: dict[str, Any] = {
-        "subscription_id": f"sub-{run}-{index}",
-        "account_id": f"acc-{run}-{index % accounts}",
-        "reseller_id": f"res-{run}-{index % 7}",
-        "cycle_start": "2026-01-01",
-        "cycle_months": 12,
-        "amount_paid": "1200.00",
-        "currency": "SGD",
-        "timezone": "Asia/Singapore",
-        "allow_refund": index % 10 != 0,
-        "requested_at": f"2026-{1 + day // 30:02d}-{1 + day % 28:02d}T10:00:00+08:00",
-        "requested_by": "bench",
-        "reason": "benchmark",
-        "credit_note": None,
-    }
-    return f"bench-{run}-{index}", data["subscription_id"].encode(), json.dumps(data).encode()
 
 
 def start_workers(options: Options, bootstrap: str, database_url: str) -> list[subprocess.Popen[bytes]]:
@@ -121,7 +148,10 @@ def start_workers(options: Options, bootstrap: str, database_url: str) -> list[s
         "BATCH_MAX_RECORDS": str(options.batch),
         "LOG_LEVEL": "WARNING",
         "METRICS_PORT": "0",
+        "MIGRATE_ON_START": "false",  # migrated (and prefilled) before the workers start
     }
+    if options.fetch_max_wait_ms is not None:
+        env["KAFKA_FETCH_MAX_WAIT_MS"] = str(options.fetch_max_wait_ms)
     # BENCH_WORKER_PREFIX wraps the worker, e.g. "py-spy record -o profile.svg --" to profile it.
     command = [*os.environ.get("BENCH_WORKER_PREFIX", "").split(), sys.executable, "-m", "worker", "run"]
     return [subprocess.Popen(command, env=env) for _ in range(options.workers)]
@@ -131,7 +161,11 @@ class Answers:
     """Reads subscription-terminated from its current end; the time each request was answered."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        # The embedded broker answers a waiting fetch only at its deadline: with aiokafka's 500 ms
+        # the reader itself added up to half a second to every latency measured.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=READER_FETCH_WAIT_MS
+        )
         self.answered: dict[str, float] = {}
         self.ce_ids: dict[str, set[str]] = {}
 
@@ -149,7 +183,7 @@ class Answers:
     async def until(self, wanted: set[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not wanted <= self.answered.keys() and time.monotonic() < deadline:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            batches = await self._consumer.getmany(timeout_ms=50, max_records=5000)
             now = time.monotonic()
             for records in batches.values():
                 for record in records:
@@ -230,10 +264,16 @@ async def audit(database_url: str, ce_ids: set[str], answers: Answers) -> list[s
     return problems
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by kind of process on this machine (Linux /proc): where time goes."""
+@dataclass(frozen=True, slots=True)
+class _Process:
+    parent: int
+    command: str
+    cpu_seconds: float
+
+
+def _processes() -> dict[int, _Process]:
     ticks = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -244,8 +284,34 @@ def cpu_seconds() -> dict[str, float]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        kind = _kind(command)
-        used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        found[int(entry)] = _Process(int(fields[1]), command, (int(fields[11]) + int(fields[12])) / ticks)
+    return found
+
+
+def cpu_seconds(database: str) -> dict[str, float]:
+    """CPU seconds used so far by kind of process (Linux /proc): this process (the load generator)
+    and its children (worker, embedded broker), and the PostgreSQL backends serving `database`
+    (their title names it). Other engineers' processes on a shared machine are left out."""
+    processes = _processes()
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        grew = False
+        for pid, process in processes.items():
+            if pid not in mine and process.parent in mine:
+                mine.add(pid)
+                grew = True
+    used: dict[str, float] = {}
+    for pid, process in processes.items():
+        if pid == os.getpid():
+            kind = "load generator"
+        elif "postgres" in process.command and f" {database} " in f"{process.command} ":
+            kind = "postgresql"
+        elif pid in mine:
+            kind = _kind(process.command)
+        else:
+            continue
+        used[kind] = used.get(kind, 0.0) + process.cpu_seconds
     return used
 
 
@@ -256,9 +322,25 @@ def _kind(command: str) -> str:
         return "postgresql"
     if "tansu" in command:
         return "broker"
-    if "bench.throughput" in command:
-        return "bench (publisher, reader)"
-    return "other processes"
+    return "other children"
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {
+        kind: after[kind] - before.get(kind, 0.0) for kind in after if after[kind] > before.get(kind, 0.0)
+    }
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """VmHWM: the most resident memory the process has had."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -266,67 +348,162 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
+@dataclass
+class Results:
+    options: Options
+    sent: dict[str, float]
+    published: float
+    answered: dict[str, float]
+    problems: list[str]
+    cpu: dict[str, float]
+    worker_peak_rss: list[int]
+    ceiling: CeilingRun | None = None
+    ceiling_cpu: dict[str, float] | None = None
+    single: CeilingRun | None = None
+    prefill_seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        first = min(self.sent.values())
+        done = [self.answered[c] for c in self.sent if c in self.answered]
+        latencies = [(self.answered[c] - self.sent[c]) * 1000 for c in self.sent if c in self.answered]
+        rate = len(done) / (max(done) - first)
+        n = self.options.requests
+        return {
+            "options": dataclasses.asdict(self.options),
+            "requests_per_s": rate,
+            "published_per_s": n / (self.published - first),
+            "latency_ms": {
+                "p50": statistics.median(latencies),
+                "p99": percentile(latencies, 0.99),
+                "max": max(latencies),
+            },
+            "cpu_us_per_request": {kind: seconds / n * 1e6 for kind, seconds in sorted(self.cpu.items())},
+            "worker_peak_rss_mib": [rss / 2**20 for rss in self.worker_peak_rss],
+            "ceiling_requests_per_s": self.ceiling.rate if self.ceiling else None,
+            "ceiling_cpu_us_per_request": {
+                kind: seconds / n * 1e6 for kind, seconds in sorted((self.ceiling_cpu or {}).items())
+            },
+            "share_of_ceiling": rate / self.ceiling.rate if self.ceiling else None,
+            "single_transaction_requests_per_s": self.single.rate if self.single else None,
+            "exactly_once": not self.problems,
+            "problems": self.problems,
+            "prefill_seconds": self.prefill_seconds,
+        }
+
+
 async def bench(options: Options, bootstrap: str, server_url: str) -> int:
     run = secrets.token_hex(3)
     await ensure_topics(bootstrap, partitions=options.partitions)  # before anyone reads or writes
-    async with fresh_database(server_url) as database_url:
-        workers = start_workers(options, bootstrap, database_url)
-        answers = Answers(bootstrap)
-        try:
-            await answers.start()
-            await warm_up(bootstrap, answers, run, options.accounts)
-            messages = [request(i, run, options.accounts) for i in range(options.requests)]
-            ce_ids = {ce_id for ce_id, _, _ in messages}
-            listening = asyncio.create_task(answers.until(ce_ids, timeout_s=600))
-            cpu_before = cpu_seconds()
-            sent = await publish_all(bootstrap, messages, options.rate)
-            published = time.monotonic()
-            await listening
-            cpu_after = cpu_seconds()
-            problems = await audit(database_url, ce_ids, answers)
-        finally:
-            await answers.stop()
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                worker.wait(timeout=30)
-    report(options, sent, published, answers.answered, problems)
-    cpu = {kind: cpu_after.get(kind, 0.0) - cpu_before.get(kind, 0.0) for kind in cpu_after}
-    print(
-        "cpu per request     "
-        + ", ".join(
-            f"{kind} {seconds / options.requests * 1e6:,.0f} us"
-            for kind, seconds in sorted(cpu.items())
-            if seconds > 0
+    async with fresh_database(server_url) as template_url:
+        prefill_seconds = await prepared(template_url, options.prefill)
+        async with fresh_database(server_url, template=template_url) as database_url:
+            # The ceiling runs in the template, the workers in its copy: both start from the same tables.
+            single, ceiling_run, ceiling_cpu = await raw_ceiling(options, template_url, run)
+            results = await through_workers(options, bootstrap, database_url, run)
+    results.ceiling, results.ceiling_cpu, results.single = ceiling_run, ceiling_cpu, single
+    results.prefill_seconds = prefill_seconds
+    report(results)
+    return 1 if results.problems else 0
+
+
+async def prepared(database_url: str, rows: int) -> float:
+    """Migrate and prefill; returns how long the prefill took."""
+    await migrate_database(database_url)
+    engine = create_engine(database_url, pool_size=1)
+    started = time.monotonic()
+    try:
+        await prefill(engine, rows)
+    finally:
+        await engine.dispose()
+    return time.monotonic() - started
+
+
+async def raw_ceiling(
+    options: Options, database_url: str, run: str
+) -> tuple[CeilingRun | None, CeilingRun | None, dict[str, float] | None]:
+    """The one-transaction-per-request baseline and the batched ceiling, with the CPU of the latter."""
+    if not options.ceiling:
+        return None, None, None
+    database = database_name(database_url)
+    single = None
+    if options.single:
+        recorded = await record_run(
+            database_url, f"{run}s", requests=options.single, batch=1, accounts=options.accounts
         )
+        alone = [dataclasses.replace(batch, relay=[]) for batch in recorded]
+        single = await replay(database_url, alone, options.single)
+    recorded = await record_run(
+        database_url, f"{run}c", requests=options.requests, batch=options.batch, accounts=options.accounts
     )
-    return 1 if problems else 0
+    await vacuum(database_url)  # the rolled-back captures left dead rows the workers' copy has not
+    # The replay's CPU alone, not the capture's (the worker's code, run in this process).
+    ceiling_run = await replay(database_url, recorded, options.requests, lambda: cpu_seconds(database))
+    return single, ceiling_run, ceiling_run.cpu_seconds
 
 
-def report(
-    options: Options,
-    sent: dict[str, float],
-    published: float,
-    answered: dict[str, float],
-    problems: list[str],
-) -> None:
-    first = min(sent.values())
-    done = [answered[c] for c in sent if c in answered]
-    latencies = [(answered[c] - sent[c]) * 1000 for c in sent if c in answered]
-    elapsed = max(done) - first
+async def through_workers(options: Options, bootstrap: str, database_url: str, run: str) -> Results:
+    workers = start_workers(options, bootstrap, database_url)
+    answers = Answers(bootstrap)
+    database = database_name(database_url)
+    try:
+        await answers.start()
+        await warm_up(bootstrap, answers, run, options.accounts)
+        messages = [request(i, run, options.accounts) for i in range(options.requests)]
+        ce_ids = {ce_id for ce_id, _, _ in messages}
+        listening = asyncio.create_task(answers.until(ce_ids, timeout_s=600))
+        cpu_before = cpu_seconds(database)
+        sent = await publish_all(bootstrap, messages, options.rate)
+        published = time.monotonic()
+        await listening
+        cpu_after = cpu_seconds(database)
+        peaks = [peak_rss_bytes(worker.pid) for worker in workers]
+        problems = await audit(database_url, ce_ids, answers)
+    finally:
+        await answers.stop()
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=30)
+    cpu = cpu_between(cpu_before, cpu_after)
+    return Results(options, sent, published, answers.answered, problems, cpu, peaks)
+
+
+def report(results: Results) -> None:
+    options, summary = results.options, results.summary()
     pace = f"at {options.rate}/s" if options.rate else "all at once"
-    setup = (
-        f"{options.partitions} partitions, {options.workers} worker(s), batches of {options.batch}, {pace}"
-    )
-    print(f"requests            {options.requests} over {setup}")
-    print(f"published in        {published - first:.2f} s ({options.requests / (published - first):,.0f}/s)")
-    print(f"answered in         {elapsed:.2f} s")
-    print(f"sustained           {len(done) / elapsed:,.0f} requests/s (first publish to last answer)")
+    wait = options.fetch_max_wait_ms if options.fetch_max_wait_ms is not None else "default"
+    latency = summary["latency_ms"]
     print(
-        f"latency ms          p50 {statistics.median(latencies):,.0f}  p99 {percentile(latencies, 0.99):,.0f}"
-        f"  max {max(latencies):,.0f} (publish to subscription-terminated)"
+        f"run                 {options.requests} requests, {options.partitions} partitions, "
+        f"{options.workers} worker(s), batches of {options.batch}, {pace}, "
+        f"prefill {options.prefill:,} rows ({results.prefill_seconds:.0f} s), fetch_max_wait_ms {wait}"
     )
-    print("exactly once        " + ("yes" if not problems else "NO: " + "; ".join(problems)))
+    print(f"published           {summary['published_per_s']:,.0f}/s")
+    print(f"sustained           {summary['requests_per_s']:,.0f} requests/s (first publish to last answer)")
+    print(
+        f"latency ms          p50 {latency['p50']:,.0f}  p99 {latency['p99']:,.0f}  max {latency['max']:,.0f}"
+        " (publish to subscription-terminated)"
+    )
+    print("cpu us/request      " + _per_request(summary["cpu_us_per_request"]))
+    print("worker peak RSS     " + ", ".join(f"{mib:,.0f} MiB" for mib in summary["worker_peak_rss_mib"]))
+    if results.ceiling:
+        print(
+            f"raw ceiling         {results.ceiling.rate:,.0f} requests/s (the worker's statements from one"
+            f" connection); cpu us/request {_per_request(summary['ceiling_cpu_us_per_request'])}"
+        )
+        print(f"share of ceiling    {summary['share_of_ceiling']:.2f}")
+    if results.single:
+        print(
+            f"1 tx per request    {results.single.rate:,.0f} requests/s "
+            f"({results.single.requests} requests replayed, each its own transaction, relay left out)"
+        )
+    print("exactly once        " + ("yes" if not results.problems else "NO: " + "; ".join(results.problems)))
+    if options.json:
+        print(json.dumps(summary))
+
+
+def _per_request(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {us:,.0f}" for kind, us in cpu.items())
 
 
 def main() -> None:

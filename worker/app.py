@@ -213,4 +213,5 @@ def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
         "batch_timeout_ms": settings.batch_timeout_ms,
         "session_timeout_ms": settings.kafka_session_timeout_ms or timing["session_timeout_ms"],
         "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms or timing["heartbeat_interval_ms"],
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }

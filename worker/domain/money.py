@@ -77,7 +77,7 @@ class Money:
         fraction = match["fraction"] or ""
         if len(fraction) > currency.minor_digits:
             raise InvalidAmount(
-                f"{text!r} has {len(fraction)} decimal places but {currency.code} has {currency.minor_digits}"
+                f"{text!r} has {_places(len(fraction))} but {currency.code} has {currency.minor_digits}"
             )
         digits = match["units"] + fraction.ljust(currency.minor_digits, "0")
         return Money(int(digits), currency)
@@ -101,3 +101,7 @@ class Money:
             return str(self.minor)
         units, fraction = divmod(self.minor, 10**digits)
         return f"{units}.{fraction:0{digits}d}"
+
+
+def _places(count: int) -> str:
+    return f"{count} decimal place{'' if count == 1 else 's'}"

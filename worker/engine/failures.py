@@ -66,7 +66,7 @@ class RetriesExhausted(Exception):
     reason = "retries_exhausted"
 
     def __init__(self, cause: BaseException, attempts: int) -> None:
-        super().__init__(f"{brief(cause)} (after {attempts} attempts)")
+        super().__init__(f"{brief(cause)} (after {attempts} attempt{'' if attempts == 1 else 's'})")
         self.attempts = attempts
         self.__cause__ = cause
 

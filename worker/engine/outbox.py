@@ -20,7 +20,7 @@ from schemas.dataschema import schema_id
 from schemas.envelope import binary_headers
 from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
-from worker.db.bulk import wanted
+from worker.db.inbox import one_of
 from worker.db.tables import outbox
 from worker.engine.failures import FailureKind, classify
 from worker.engine.outage import Outage, RetryPolicy
@@ -127,8 +127,8 @@ class OutboxRelay:
                 return 0
             await self._send_all([self._record(row) for row in rows])
             seqs = [row.seq for row in rows]
-            sent = wanted("seqs", BigInteger())
-            mark = update(outbox).where(outbox.c.seq == sent.c.id).values(sent_at=func.now())
+            sent = one_of(outbox.c.seq, "seqs", BigInteger())  # index probes at any size (issue 13)
+            mark = update(outbox).where(sent).values(sent_at=func.now())
             await conn.execute(mark, {"seqs": seqs})
         return len(rows)
 

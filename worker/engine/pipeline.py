@@ -30,7 +30,7 @@ from worker.engine.failures import (
     classify,
     failure_reason,
 )
-from worker.engine.outage import Outage, RetryPolicy
+from worker.engine.outage import Outage, RetryPolicy, jittered
 from worker.engine.records import InboundRecord, OutboundRecord, SendAll, next_offsets
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class BatchPipeline(Generic[C]):
                     unexpected += 1
                     if unexpected < unexpected_attempts:
                         log.warning("unexpected error, attempt %d: %s", unexpected, brief(error))
-                        await asyncio.sleep(self._retry.backoff(unexpected))
+                        await asyncio.sleep(jittered(self._retry.backoff(unexpected)))
                     elif await self._database_unreachable(outage):
                         unexpected = 0  # an outage in disguise: waited out, so the message starts afresh
                     else:

@@ -18,16 +18,27 @@ from worker.engine.records import OutboundRecord
 log = logging.getLogger(__name__)
 
 
+# A worker frozen inside a transaction (SIGSTOP, a paused VM) keeps its row locks, and every other
+# worker waiting on them stalls with it. PostgreSQL ends such a session after this long, so the
+# group goes on; it must outlast the outbox relay's wait for the broker's acknowledgement (15 s).
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
 def create_engine(
     database_url: str, *, pool_size: int = 5, connect_args: Mapping[str, Any] | None = None
 ) -> AsyncEngine:
     """`connect_args`: asyncpg's, e.g. TLS from worker.config.security.database_connect_args."""
+    args = dict(connect_args or {})
+    args["server_settings"] = {
+        "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
+        **args.get("server_settings", {}),
+    }
     return create_async_engine(
         async_database_url(database_url),
         pool_size=pool_size,
         pool_pre_ping=True,  # a connection the database dropped is replaced, not handed out
         json_serializer=to_json,
-        connect_args=dict(connect_args or {}),
+        connect_args=args,
     )
 
 

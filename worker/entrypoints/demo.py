@@ -22,6 +22,7 @@ from rich.table import Table
 
 from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
+from worker.dlq.render import plural
 
 SEED_REQUESTS = Path(__file__).with_name("seed_requests.jsonl")
 _SOURCE = "/refund-worker/entrypoints/demo"
@@ -74,7 +75,7 @@ async def run_demo(bootstrap_servers: str, console: Console, wait_seconds: float
         # "the same credit note again" must come after the note's first use to show the guard.
         for phase in (seeds, repeats):
             await _publish(bootstrap_servers, phase)
-            console.print(f"published {len(phase)} termination requests; waiting for the worker...")
+            console.print(f"published {plural(len(phase), 'termination request')}; waiting for the worker...")
             await asyncio.wait_for(_collect(consumer, {r.ce_id for r in phase}, seen), wait_seconds)
         with contextlib.suppress(TimeoutError):  # listen a second more: a late duplicate would show
             await asyncio.wait_for(_collect(consumer, {"(never)"}, seen), 1.0)

@@ -14,7 +14,12 @@ from rich.console import Console
 from worker.app import Services, Worker, build_worker
 from worker.config.settings import Settings, redacted
 from worker.engine.failures import StartupFailed
-from worker.infra.embedded import embedded_kafka, embedded_postgres
+from worker.infra.embedded import (
+    EXTRA_MISSING,
+    embedded_kafka,
+    embedded_postgres,
+    embedded_services_installed,
+)
 from worker.ops.health import HttpServer, bind
 from worker.ops.logs import configure_logging
 
@@ -24,14 +29,20 @@ log = logging.getLogger("worker")
 @contextlib.asynccontextmanager
 async def services(settings: Settings) -> AsyncIterator[Services]:
     """The configured broker and database, or embedded ones for as long as the worker runs."""
+    unconfigured = settings.kafka_bootstrap_servers is None or settings.database_url is None
+    if unconfigured and not embedded_services_installed():
+        raise StartupFailed(EXTRA_MISSING)
     with contextlib.ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap_servers
         if bootstrap is None:
-            log.info("KAFKA_BOOTSTRAP_SERVERS is unset: starting the embedded broker")
+            # WARNING: in production an unset variable is a mistake, and this is its only sign.
+            log.warning(
+                "KAFKA_BOOTSTRAP_SERVERS is unset: starting the embedded broker (its data lasts this run)"
+            )
             bootstrap = await asyncio.to_thread(stack.enter_context, embedded_kafka())
         database_url = settings.database_url
         if database_url is None:
-            log.info("DATABASE_URL is unset: starting an embedded PostgreSQL (its data lasts this run)")
+            log.warning("DATABASE_URL is unset: starting an embedded PostgreSQL (its data lasts this run)")
             database_url = await asyncio.to_thread(stack.enter_context, embedded_postgres())
         log.info("kafka at %s, database at %s", bootstrap, redacted(database_url))
         yield Services(bootstrap, database_url, embedded_kafka=settings.kafka_bootstrap_servers is None)

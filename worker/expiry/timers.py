@@ -11,7 +11,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.engine.failures import brief
+from worker.engine.failures import FailureKind, brief, classify
+from worker.engine.outage import OutageLog, jittered
 from worker.expiry.firing import FIRE_BATCH_SIZE, FireReport, fire_due_timers
 from worker.expiry.read_progress import (
     CaughtUp,
@@ -69,15 +70,18 @@ class ExpiryTimers:
 
     async def _run(self) -> None:
         backoff = self._check_seconds
+        # One line as an outage starts, a reminder a minute, one as it ends: not a traceback a round.
+        outage = OutageLog(
+            "firing expiry timers", meanwhile="they are durable and fire once it works again", logger=log
+        )
         while True:
             try:
                 delay = await self.fire_all()
-                if backoff > self._check_seconds:
-                    log.warning("expiry timers are running again")
+                outage.ended()
                 backoff = self._check_seconds
-            except Exception:  # the database is away: the timers are durable, try again later
-                log.exception("firing expiry timers failed; retrying in %.1fs", backoff)
-                delay = backoff
+            except Exception as error:  # noqa: BLE001 - logged by OutageLog; the timers are durable, retry later
+                outage.failed(error, traceback=classify(error) is not FailureKind.INFRASTRUCTURE)
+                delay = jittered(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)

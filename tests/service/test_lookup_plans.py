@@ -1,0 +1,143 @@
+"""The look-ups of a batch of terminations stay index probes when the tables are large.
+
+The statements are the worker's own, captured while it applies a batch (bench/statements.py), and
+each is explained with its real parameters twice: as a custom plan and as the generic plan a
+prepared statement falls back to after five runs. Issue 13: a look-up that turns into a sequential
+scan or a hash join over a whole table costs more with every row the worker has ever written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.prefill import prefill
+from bench.statements import RecordedBatch, Statement, commands, record_batches, request
+from tests.service.databases import fresh_database
+from worker.db.migrate import upgrade_to_head
+from worker.engine.runtime import create_engine
+
+# The size where a plain join is most tempted to hash: big enough that a whole-table read costs
+# far more than 500 probes (the issue saw 7-19 ms per look-up from 60,000 inbox rows on), small
+# enough that the planner still rates that read cheaper than the probes. From a few hundred
+# thousand rows on, custom plans go back to probes by themselves; LOOKUP_PLAN_ROWS=1000000
+# checks the size of issue 13 (bench/throughput.py --prefill measures the cost there).
+ROWS = int(os.environ.get("LOOKUP_PLAN_ROWS", "60000"))
+LOOKED_UP = ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox")
+BATCH = 500
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def large_database(postgres_server_url: str) -> AsyncIterator[str]:
+    async with fresh_database(postgres_server_url) as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            await upgrade_to_head(engine)
+            await prefill(engine, ROWS, LOOKED_UP)
+        finally:
+            await engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def batch_statements(large_database: str) -> list[Statement]:
+    """Every statement but the COPYs of a batch of 500 requests, some citing a credit note of the
+    operator's, the second of two batches (so its requests are seen by the look-ups of the first)."""
+    engine: AsyncEngine = create_engine(large_database, pool_size=1)
+    try:
+        messages = [request(i, "plan", accounts=200) for i in range(2 * BATCH)]
+        parsed = commands([_with_credit_note(m, i) for i, m in enumerate(messages)])
+        recorded: list[RecordedBatch] = await record_batches(engine, [parsed[:BATCH], parsed[BATCH:]])
+    finally:
+        await engine.dispose()
+    last = recorded[-1]
+    return [step for step in [*last.apply, *last.relay] if isinstance(step, Statement)]
+
+
+def _with_credit_note(message: tuple[str, bytes, bytes], index: int) -> tuple[str, bytes, bytes]:
+    ce_id, key, value = message
+    if index % 5:
+        return message
+    data = json.loads(value)
+    data["credit_note"] = {"credit_note_id": f"cn-{ce_id}", "amount": "100.00"}
+    return ce_id, key, json.dumps(data).encode()
+
+
+def test_batch_issues_each_look_up(batch_statements: list[Statement]) -> None:
+    texts = " ".join(statement.sql for statement in batch_statements)
+    for table in ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox"):
+        assert f"JOIN {table} ON" in texts or f"UPDATE {table}" in texts or f"FROM {table}" in texts, table
+
+
+@pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+async def test_look_ups_probe_indexes_of_large_tables(
+    large_database: str, batch_statements: list[Statement], plan_cache_mode: str
+) -> None:
+    conn = await asyncpg.connect(large_database)
+    try:
+        await conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
+        for statement in batch_statements:
+            plan = await explain(conn, statement)
+            problems = list(whole_table_reads(plan, LOOKED_UP))
+            assert not problems, (
+                f"{' '.join(statement.sql.split())}\n{problems}\n{json.dumps(plan, indent=1)}"
+            )
+    finally:
+        await conn.close()
+
+
+async def explain(conn: asyncpg.Connection, statement: Statement) -> dict[str, Any]:
+    """The plan the server would run the statement with, prepared as the worker's driver prepares it
+    (so plan_cache_mode decides custom or generic), its parameters as literals (EXECUTE takes no
+    protocol parameters). Inside a transaction rolled back: EXPLAIN does not run it, but be sure."""
+    literals = [await _literal(conn, value) for value in statement.args]
+    arguments = f"({', '.join(literals)})" if literals else ""
+    async with conn.transaction():
+        await conn.execute(f"PREPARE look_up AS {statement.sql}")
+        try:
+            rows = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE look_up{arguments}")
+        finally:
+            await conn.execute("DEALLOCATE look_up")
+    plan: dict[str, Any] = json.loads(rows)[0]["Plan"]
+    return plan
+
+
+async def _literal(conn: asyncpg.Connection, value: Any) -> str:
+    """`value` as a quoted literal of unknown type, which EXECUTE casts to the parameter's type."""
+    if isinstance(value, list):
+        element = "bigint" if value and isinstance(value[0], int) else "text"
+        rendered = await conn.fetchval(f"SELECT $1::{element}[]::text", value)
+    elif isinstance(value, datetime):
+        rendered = await conn.fetchval("SELECT $1::timestamptz::text", value)
+    else:
+        rendered = str(value)
+    quoted: str = await conn.fetchval("SELECT quote_literal($1::text)", rendered)
+    return quoted
+
+
+def whole_table_reads(plan: dict[str, Any], large: tuple[str, ...]) -> Iterator[str]:
+    """Nodes that read a large table whole: a sequential scan of it, or a hash or merge join with
+    it under one side (a hash join builds from, or probes with, every row of its inputs)."""
+    for node in _nodes(plan):
+        kind = node["Node Type"]
+        if kind == "Seq Scan" and node.get("Relation Name") in large:
+            yield f"Seq Scan on {node['Relation Name']}"
+        if kind in ("Hash Join", "Merge Join"):
+            tables = {str(inner.get("Relation Name")) for inner in _nodes(node)} & set(large)
+            if tables:
+                yield f"{kind} over {sorted(tables)}"
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
