@@ -1,6 +1,6 @@
 """The statements the worker issues for a batch of termination requests, captured from its own code.
 
-`record_batches` runs `worker.terminations.apply_termination_batch` (and the outbox relay's claim
+`record_batches` runs `worker.terminations.service.apply_termination_batch` (and the outbox relay's claim
 and mark) on real commands, inside one transaction it rolls back, and keeps each statement's
 final SQL text and parameters as asyncpg received them, and each COPY's rows as asyncpg would
 send them. The ceiling (bench/ceiling.py) replays them; the plan test (tests/service) explains
@@ -27,7 +27,8 @@ from worker.domain.policy import RefundPolicy
 from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import termination_command
 from worker.engine.records import InboundRecord, OutboundRecord
-from worker.terminations import TerminationCommand, apply_termination_batch
+from worker.terminations.commands import TerminationCommand
+from worker.terminations.service import apply_termination_batch
 
 REQUESTED = Topic.TERMINATION_REQUESTED.value
 
