@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Table, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-import worker.terminations as terminations_module
+import worker.terminations.store as terminations_module
 from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
 from worker.db import bulk
