@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
-from worker.config.settings import async_database_url
+from tests.databases import fresh_database
 from worker.infra import TANSU_GROUP_SETTINGS, embedded_kafka, embedded_postgres
 
 # Timeouts any Kafka accepts (its minimum session timeout is 6 s by default).
@@ -123,16 +119,5 @@ def postgres_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
     """A plain postgresql:// URL of a database created for this session alone, dropped after it."""
-    name = f"refund_test_{secrets.token_hex(6)}"
-    server = create_async_engine(
-        async_database_url(postgres_server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    try:
-        async with server.connect() as connection:
-            await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        yield urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
-        async with server.connect() as connection:
-            # FORCE: a connection a failed test left open must not keep the database alive.
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        await server.dispose()
+    async with fresh_database(postgres_server_url, prefix="refund_test") as url:
+        yield url

@@ -29,7 +29,7 @@ from tests.integration.worker_processes import WorkerProcess, worker_env
 from worker.db.tables import inbox
 from worker.engine.runtime import create_engine
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUESTS = 3000
 KILLS = 6

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,14 +17,14 @@ import pytest
 from alembic import command
 from faststream.kafka import KafkaBroker
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import INPUT_TOPICS, Topic
+from tests.databases import fresh_database
 from tests.integration.harness import OutputWatcher, event, publish, termination_data, unique, worker_settings
 from worker.app import Services, Worker, build_worker
-from worker.config.settings import Settings, async_database_url
+from worker.config.settings import Settings
 from worker.db.migrate import alembic_config, head_revision, upgrade_to_head
 from worker.engine.runtime import create_engine
 from worker.infra import embedded_kafka
@@ -237,21 +236,13 @@ async def test_readiness_fails_while_the_database_is_away_and_recovers(
 
 
 @contextlib.asynccontextmanager
-async def fresh_database(server_url: str) -> AsyncIterator[AsyncEngine]:
-    name = f"refund_ready_{secrets.token_hex(4)}"
-    server = create_async_engine(
-        async_database_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    async with server.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = create_engine(urlunsplit(urlsplit(server_url)._replace(path=f"/{name}")), pool_size=1)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        async with server.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await server.dispose()
+async def fresh_engine(server_url: str) -> AsyncIterator[AsyncEngine]:
+    async with fresh_database(server_url, prefix="refund_ready") as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 def upgrade_to(revision: str) -> Callable[[Connection], None]:
@@ -270,7 +261,7 @@ async def test_readiness_names_a_schema_that_is_behind_until_it_is_migrated(
     broker = KafkaBroker(kafka_bootstrap, logger=None)
     await broker.start()
     try:
-        async with fresh_database(postgres_server_url) as engine:
+        async with fresh_engine(postgres_server_url) as engine:
             probe = Readiness(engine, broker, timeout=2.0)
             assert (await probe.checks())["migrations"] == Check(
                 False, f"behind: no schema yet, head is {head}"

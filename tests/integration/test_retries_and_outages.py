@@ -28,7 +28,7 @@ from tests.integration.stoppable_postgres import stoppable_postgres
 from worker.app import Worker
 from worker.db.tables import account_balances
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUESTED = Topic.TERMINATION_REQUESTED
 DLT = dead_letter_topic(REQUESTED)

@@ -5,22 +5,19 @@ until it is migrated, then answer every request once and dead-letter nothing; wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from schemas.topics import Topic, dead_letter_topic
+from tests.databases import fresh_database
 from tests.integration.dead_letter_support import RecordWatcher
 from tests.integration.harness import (
     OutputWatcher,
@@ -32,7 +29,6 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Services, build_worker
-from worker.config.settings import async_database_url
 from worker.db.migrate import upgrade_to_head
 from worker.engine.runtime import create_engine
 
@@ -41,23 +37,6 @@ pytestmark = pytest.mark.integration
 REQUESTED = Topic.TERMINATION_REQUESTED
 DLT = dead_letter_topic(REQUESTED)
 WORKERS = 2
-
-
-@contextlib.asynccontextmanager
-async def empty_database(server_url: str) -> AsyncIterator[str]:
-    """The URL of a database created empty for one test (no schema at all), dropped after it."""
-    name = f"refund_empty_{secrets.token_hex(4)}"
-    server = create_async_engine(
-        async_database_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    async with server.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-    finally:
-        async with server.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await server.dispose()
 
 
 def distinct_events(received: list[Received], request_ids: set[str]) -> Counter[tuple[str, str]]:
@@ -80,7 +59,7 @@ async def test_workers_on_a_database_without_its_schema_wait_for_the_migration_a
 ) -> None:
     requests = {unique("ce"): termination_data() for _ in range(8)}
     keys = [data["subscription_id"].encode() for data in requests.values()]
-    async with empty_database(postgres_server_url) as url:
+    async with fresh_database(postgres_server_url, prefix="refund_empty") as url:
         settings = worker_settings(
             kafka_bootstrap,
             url,

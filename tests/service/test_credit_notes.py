@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.inputs import TerminationRequested
+from tests.databases import fresh_database
 from tests.integration.harness import termination_data, unique
-from tests.service.databases import fresh_database
 from worker.db.migrate import alembic_config, upgrade_to_head
 from worker.db.tables import credit_notes, outbox, refunds, terminations
 from worker.domain.policy import RefundPolicy

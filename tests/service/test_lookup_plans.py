@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.prefill import prefill
 from bench.statements import RecordedBatch, Statement, commands, record_batches, request
-from tests.service.databases import fresh_database
+from tests.databases import fresh_database
 from worker.db.migrate import upgrade_to_head
 from worker.engine.runtime import create_engine
 

@@ -9,10 +9,14 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from tests.service.databases import fresh_database
+import pytest
+
+from tests.databases import fresh_database
 from tests.unit.test_deploy_k8s import wait_for_schema_script
 from worker.db.migrate import head_revision
 from worker.engine.runtime import migrate_database
+
+pytestmark = pytest.mark.slow  # each runs the init container's script as a process: about 10 s
 
 POLL_SECONDS = "0.2"  # the Deployment waits 5 s between looks; the test need not
 

@@ -1,4 +1,4 @@
-"""A PostgreSQL database of one test alone, created and dropped around it."""
+"""A PostgreSQL database of one test (or one session) alone, created and dropped around it."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from worker.config.settings import async_database_url
 
 
 @asynccontextmanager
-async def fresh_database(server_url: str) -> AsyncIterator[str]:
-    """A plain postgresql:// URL of a new, empty database on the server of `server_url`."""
-    name = f"refund_svc_{secrets.token_hex(6)}"
+async def fresh_database(server_url: str, prefix: str = "refund_svc") -> AsyncIterator[str]:
+    """A plain postgresql:// URL of a new, empty database on the server of `server_url`; `prefix`
+    names its owner, for whoever finds one a crashed run left behind."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     server = create_async_engine(
         async_database_url(server_url), isolation_level="AUTOCOMMIT", poolclass=NullPool
     )
@@ -26,6 +27,7 @@ async def fresh_database(server_url: str) -> AsyncIterator[str]:
             await connection.execute(text(f'CREATE DATABASE "{name}"'))
         yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
         async with server.connect() as connection:
+            # FORCE: a connection a failed test left open must not keep the database alive.
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await server.dispose()
