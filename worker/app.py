@@ -22,7 +22,7 @@ from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import expiry_command, renewal_command, termination_command
 from worker.engine.pipeline import BatchPipeline, ObserverGroup
-from worker.engine.runtime import ProducerSender, create_engine, create_producer
+from worker.engine.runtime import ProducerSender, create_engine, create_producer, release_engine
 from worker.engine.startup import broker_connected, database_at_head
 from worker.engine.topics_admin import ensure_topics
 from worker.expiry.read_progress import ReadProbe
@@ -182,7 +182,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     @app.after_shutdown
     async def release() -> None:
         await producer.stop()
-        await engine.dispose()
+        await release_engine(engine)
 
     routes = http_routes(
         metrics=metrics,

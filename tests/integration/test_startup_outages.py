@@ -81,8 +81,6 @@ async def _answered_after_the_outage(
         await publish(kafka_bootstrap, [event(Topic.TERMINATION_REQUESTED, termination_data(), ce_id)])
         await outputs.answers({ce_id}, within=60.0)
 
-    # In a thread: the proxy lives on this loop, and the worker's goodbye to the database (asyncpg's
-    # Terminate, then waiting for the server to close) goes through it.
     assert await asyncio.to_thread(worker.terminate) == 0
     written = await asyncio.to_thread(log.read_text)
     assert "Traceback" not in written
@@ -116,3 +114,21 @@ async def test_run_with_the_database_down_waits_says_so_and_answers_once_it_is_t
             await _answered_after_the_outage(worker, proxy, "the database", kafka_bootstrap, log)
     finally:
         await proxy.cut()
+
+
+async def test_a_worker_whose_database_stops_answering_still_stops_on_sigterm(
+    kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int], tmp_path: Path
+) -> None:
+    parts = urlsplit(database_url)
+    through_proxy = TcpProxy(parts.port or 5432)
+    env = worker_env(
+        kafka_bootstrap,
+        urlunsplit(parts._replace(netloc=f"{parts.username}@{LOCALHOST}:{through_proxy.port}")),
+        unique("frozen-database"),
+        kafka_group_settings,
+    )
+    async with through_proxy, started_worker(env, tmp_path / "worker.log") as worker:
+        await _until(lambda: _ready(worker.metrics_port), START_WITHIN)
+        # Waiting here, not in a thread, freezes this loop and the proxy on it: the database
+        # no longer answers, as behind a partition. The worker gives up its goodbye and exits.
+        assert worker.terminate(within=30) == 0

@@ -42,6 +42,21 @@ def create_engine(
     )
 
 
+# How long the worker waits, as it stops, for the database to answer its goodbye (asyncpg's
+# Terminate, then the server closing the connection): a database cut away at shutdown must not
+# keep the process from exiting. Nothing is left to commit by then.
+RELEASE_SECONDS = 5.0
+
+
+async def release_engine(engine: AsyncEngine, within: float = RELEASE_SECONDS) -> None:
+    """`engine.dispose()`, given up after `within` seconds (the process is exiting anyway)."""
+    try:
+        async with asyncio.timeout(within):
+            await engine.dispose()
+    except TimeoutError:
+        log.warning("the database did not answer the worker's goodbye within %.0fs; stopping anyway", within)
+
+
 async def migrate_database(database_url: str, connect_args: Mapping[str, Any] | None = None) -> None:
     engine = create_engine(database_url, pool_size=1, connect_args=connect_args)
     try:
