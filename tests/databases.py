@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from worker.config.settings import async_database_url
+from worker.db.migrate import upgrade_to_head
+from worker.engine.runtime import create_engine
 
 
 @asynccontextmanager
@@ -31,3 +33,15 @@ async def fresh_database(server_url: str, prefix: str = "refund_svc") -> AsyncIt
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         await server.dispose()
+
+
+@asynccontextmanager
+async def migrated_engine(server_url: str, prefix: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database with the schema at head."""
+    async with fresh_database(server_url, prefix) as url:
+        engine = create_engine(url, pool_size=2)
+        try:
+            await upgrade_to_head(engine)
+            yield engine
+        finally:
+            await engine.dispose()

@@ -87,6 +87,13 @@ async def _answered_after_the_outage(
     assert sum(f"start-up waits for {what}" in line for line in written.splitlines()) == 1
 
 
+def _database_through_a_proxy(database_url: str) -> tuple[TcpProxy, str]:
+    """A proxy to the database (not listening until restored or entered) and the URL through it."""
+    parts = urlsplit(database_url)
+    proxy = TcpProxy(parts.port or 5432)
+    return proxy, urlunsplit(parts._replace(netloc=f"{parts.username}@{LOCALHOST}:{proxy.port}"))
+
+
 async def test_run_with_the_broker_down_waits_says_so_and_answers_once_it_is_there(
     kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int], tmp_path: Path
 ) -> None:
@@ -104,9 +111,7 @@ async def test_run_with_the_broker_down_waits_says_so_and_answers_once_it_is_the
 async def test_run_with_the_database_down_waits_says_so_and_answers_once_it_is_there(
     kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int], tmp_path: Path
 ) -> None:
-    parts = urlsplit(database_url)
-    proxy = TcpProxy(parts.port or 5432)
-    through_proxy = urlunsplit(parts._replace(netloc=f"{parts.username}@{LOCALHOST}:{proxy.port}"))
+    proxy, through_proxy = _database_through_a_proxy(database_url)
     env = worker_env(kafka_bootstrap, through_proxy, unique("late-database"), kafka_group_settings)
     log = tmp_path / "worker.log"
     try:
@@ -119,15 +124,9 @@ async def test_run_with_the_database_down_waits_says_so_and_answers_once_it_is_t
 async def test_a_worker_whose_database_stops_answering_still_stops_on_sigterm(
     kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int], tmp_path: Path
 ) -> None:
-    parts = urlsplit(database_url)
-    through_proxy = TcpProxy(parts.port or 5432)
-    env = worker_env(
-        kafka_bootstrap,
-        urlunsplit(parts._replace(netloc=f"{parts.username}@{LOCALHOST}:{through_proxy.port}")),
-        unique("frozen-database"),
-        kafka_group_settings,
-    )
-    async with through_proxy, started_worker(env, tmp_path / "worker.log") as worker:
+    proxy, through_proxy = _database_through_a_proxy(database_url)
+    env = worker_env(kafka_bootstrap, through_proxy, unique("frozen-database"), kafka_group_settings)
+    async with proxy, started_worker(env, tmp_path / "worker.log") as worker:
         await _until(lambda: _ready(worker.metrics_port), START_WITHIN)
         # Waiting here, not in a thread, freezes this loop and the proxy on it: the database
         # no longer answers, as behind a partition. The worker gives up its goodbye and exits.

@@ -11,16 +11,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.inputs import TerminationRequested
-from tests.databases import fresh_database
+from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
 from worker.db.inbox import Redelivery
-from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timers, metadata, outbox, terminations
 from worker.domain.expiry import ExpiryOutcome, GracePeriod, RenewalOutcome
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest
-from worker.engine.runtime import create_engine
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
 from worker.expiry.firing import FireReport, fire_due_timers
 from worker.expiry.read_progress import CaughtUp
@@ -39,13 +37,8 @@ PARTITIONS = frozenset({0, 1})
 
 @pytest.fixture(scope="module")
 async def database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
-    async with fresh_database(postgres_server_url, prefix="refund_svc_expiry") as url:
-        engine = create_engine(url, pool_size=2)
-        try:
-            await upgrade_to_head(engine)
-            yield engine
-        finally:
-            await engine.dispose()
+    async with migrated_engine(postgres_server_url, prefix="refund_svc_expiry") as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.inputs import TerminationRequested
-from tests.databases import fresh_database
+from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
-from worker.db.migrate import upgrade_to_head
 from worker.db.tables import (
     account_balances,
     balance_ledger,
@@ -31,7 +30,6 @@ from worker.domain.policy import RefundPolicy
 from worker.domain.termination import RejectionCode
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest
-from worker.engine.runtime import create_engine
 from worker.terminations.commands import CommandResult, Outcome, TerminationCommand
 from worker.terminations.service import apply_termination_batch, termination_applier
 
@@ -42,13 +40,8 @@ WRITTEN = (inbox, terminations, refunds, credit_notes, account_balances, balance
 @pytest.fixture(scope="module")
 async def database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
     """One migrated database for the module; tests keep apart by their own ids."""
-    async with fresh_database(postgres_server_url, prefix="refund_svc_term") as url:
-        engine = create_engine(url, pool_size=2)
-        try:
-            await upgrade_to_head(engine)
-            yield engine
-        finally:
-            await engine.dispose()
+    async with migrated_engine(postgres_server_url, prefix="refund_svc_term") as engine:
+        yield engine
 
 
 def command_for(data: dict[str, Any], request_id: str | None = None) -> TerminationCommand:

@@ -23,20 +23,9 @@ from schemas.limits import (
     VALUE_MAX_BYTES,
 )
 from schemas.topics import CeType, Topic
+from tests.unit.test_envelope import DATA
 
-REQUEST: dict[str, Any] = {
-    "subscription_id": "sub-1",
-    "account_id": "acc-1",
-    "reseller_id": "res-1",
-    "cycle_start": "2021-04-01",
-    "cycle_months": 12,
-    "amount_paid": "120.00",
-    "currency": "SGD",
-    "allow_refund": True,
-    "requested_at": "2021-04-17T09:30:00+08:00",
-    "requested_by": "operator@res-1",
-    "reason": "moving",
-}
+REQUEST: dict[str, Any] = dict(DATA)  # the envelope tests' valid request
 EXPIRY = {"subscription_id": "sub-1", "account_id": "acc-1", "reseller_id": "res-1"}
 
 
