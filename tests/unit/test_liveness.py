@@ -11,7 +11,8 @@ from worker.engine.failures import FailureKind
 from worker.engine.outage import RetryPolicy
 from worker.engine.pipeline import Applied, BatchPipeline, ObserverGroup, PipelineObserver
 from worker.engine.records import InboundRecord
-from worker.ops.health import Check, Liveness
+from worker.ops.health import Check
+from worker.ops.liveness import Liveness
 
 TOPIC = "termination-requested"
 

@@ -59,7 +59,7 @@ Apply = Callable[[AsyncConnection, Sequence[C]], Awaitable[Applied]]
 
 class PipelineObserver:
     """What a pipeline reports as it works; these do nothing (worker/ops/observability.py counts them,
-    worker/ops/health.py judges liveness by them)."""
+    worker/ops/liveness.py judges liveness by them)."""
 
     def batch_started(self, records: Sequence[InboundRecord]) -> None:
         """The pipeline took these records in hand (again, when a rewound batch comes back)."""
