@@ -28,8 +28,8 @@ from schemas.wire import (
     refuse,
 )
 from worker.domain.money import Currency, Money
+from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import NoRefundReason, RefundMethod, Rule
-from worker.domain.termination import RejectionCode
 
 UNKNOWN_CURRENCY_AMOUNT = "0"
 """refund_amount of a termination whose currency the worker never learnt (an expiry)."""

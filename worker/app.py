@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.topics import Topic
 from worker.config.security import database_connect_args, kafka_client_options, kafka_security
 from worker.config.settings import Settings
-from worker.domain.expiry import GracePeriod
+from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay

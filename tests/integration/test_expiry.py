@@ -27,7 +27,7 @@ from worker.app import Worker
 from worker.config.settings import Settings
 from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timers, inbox, outbox, terminations
-from worker.domain.expiry import GracePeriod
+from worker.domain.grace_period import GracePeriod
 from worker.engine.runtime import create_engine
 from worker.expiry.commands import ExpiryCommand
 from worker.expiry.firing import FIRING_LOCK_KEY, fire_due_timers

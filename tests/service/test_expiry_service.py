@@ -15,7 +15,7 @@ from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
 from worker.db.inbox import Redelivery
 from worker.db.tables import expiry_timers, metadata, outbox, terminations
-from worker.domain.expiry import ExpiryOutcome, GracePeriod, RenewalOutcome
+from worker.domain.grace_period import ExpiryOutcome, GracePeriod, RenewalOutcome
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest

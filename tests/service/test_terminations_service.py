@@ -26,8 +26,8 @@ from worker.db.tables import (
     refunds,
     terminations,
 )
+from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
-from worker.domain.termination import RejectionCode
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest
 from worker.terminations.commands import CommandResult, Outcome, TerminationCommand

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from schemas.outputs import IssuedCreditNote
 from worker.domain.errors import DomainError
-from worker.domain.termination import credit_note_display_number, number_in_order
+from worker.domain.never_twice import credit_note_display_number, number_in_order
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""worker.domain.expiry: the deadline, what a renewal cancels, and what each expiry and renewal does."""
+"""worker.domain.grace_period: the deadline, what a renewal cancels, and what each expiry and renewal does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.domain.errors import DomainError
-from worker.domain.expiry import (
+from worker.domain.grace_period import (
     DEFAULT_GRACE_DAYS,
     CancelledBy,
     ExpiryOutcome,

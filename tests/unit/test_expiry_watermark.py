@@ -1,4 +1,4 @@
-"""worker.domain.expiry: the low watermark of subscription-renewed, when a timer is due, the
+"""worker.domain.grace_period: the low watermark of subscription-renewed, when a timer is due, the
 instants a timer can hold; and the timer loop's use of them."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.domain.expiry import (
+from worker.domain.grace_period import (
     EARLIEST_INSTANT,
     LATEST_INSTANT,
     GracePeriod,

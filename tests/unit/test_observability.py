@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.envelope import binary_headers
 from schemas.errors import NotJson
 from schemas.topics import CeType
+from worker.domain.never_twice import Rejection, RejectionCode
 from worker.domain.policy import RefundPolicy, decide_refund
-from worker.domain.termination import Rejection, RejectionCode
 from worker.engine.outage import RetryPolicy
 from worker.engine.parsing import termination_command
 from worker.engine.pipeline import Applied, BatchPipeline

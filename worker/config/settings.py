@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.domain.expiry import DEFAULT_GRACE_DAYS
+from worker.domain.grace_period import DEFAULT_GRACE_DAYS
 from worker.domain.policy import DEFAULT_WINDOW_DAYS
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]

@@ -252,7 +252,7 @@ oversize_dead_letters = Table(
 )
 
 # How far each input partition has been read into this database (migration 0004), for the expiry
-# timers' low watermark (worker/domain/expiry.py, docs/expiry.md): `read_through` is the latest
+# timers' low watermark (worker/domain/grace_period.py, docs/expiry.md): `read_through` is the latest
 # event time read (written with each batch), `caught_up_at` the latest time the consumer group had
 # read the partition to its end (written by the timer loop, from the broker's offsets).
 read_progress = Table(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from worker.db.inbox import Redelivery
-from worker.domain.expiry import (
+from worker.domain.grace_period import (
     ExpiryOutcome,
     RenewalOutcome,
 )

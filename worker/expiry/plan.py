@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.outputs import UNKNOWN_CURRENCY_AMOUNT, SubscriptionTerminated, TerminationCause
-from worker.domain.expiry import (
+from worker.domain.grace_period import (
     Timer,
     event_time_read,
     require_in_range,

@@ -18,7 +18,7 @@ from worker.db.tables import (
     inbox,
     subscription_renewals,
 )
-from worker.domain.expiry import (
+from worker.domain.grace_period import (
     GracePeriod,
     RenewalOutcome,
     judge_expiry,

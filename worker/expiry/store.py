@@ -22,7 +22,7 @@ from worker.db.tables import (
     subscription_renewals,
     terminations,
 )
-from worker.domain.expiry import (
+from worker.domain.grace_period import (
     BY_REQUEST,
     EARLIEST_INSTANT,
     FIRES_FROM,
@@ -252,7 +252,7 @@ async def mark_fired(
 
 
 def due_clause(deadline_by: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
-    """`Timer.is_due` in SQL (worker.domain.expiry): the timer fires from its state and its deadline
+    """`Timer.is_due` in SQL (worker.domain.grace_period): the timer fires from its state and its deadline
     is reached by `deadline_by` (the renewals' low watermark; the clock for the overdue gauge)."""
     t = expiry_timers.c
     return (t.state == FIRES_FROM) & (t.due_at <= deadline_by)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from worker.domain.policy import RefundDecision, TerminationTerms
-from worker.domain.termination import (
+from worker.domain.never_twice import (
     Rejection,
 )
+from worker.domain.policy import RefundDecision, TerminationTerms
 
 
 @dataclass(frozen=True, slots=True)

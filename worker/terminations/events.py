@@ -11,10 +11,10 @@ from schemas.outputs import (
     TerminationCause,
     TerminationRejected,
 )
-from worker.domain.policy import RefundDecision
-from worker.domain.termination import (
+from worker.domain.never_twice import (
     Rejection,
 )
+from worker.domain.policy import RefundDecision
 from worker.engine.outbox import OutboxEvent, derived_id
 from worker.terminations.commands import TerminationCommand
 

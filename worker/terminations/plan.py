@@ -16,12 +16,12 @@ from schemas.outputs import (
 )
 from worker.domain.balance import BalanceCursor
 from worker.domain.money import Money
-from worker.domain.policy import RefundDecision
-from worker.domain.termination import (
+from worker.domain.never_twice import (
     OWN_CREDIT_NOTES_INCLUDE_TAX,
     credit_note_display_number,
     number_in_order,
 )
+from worker.domain.policy import RefundDecision
 from worker.engine.outbox import OutboxEvent, derived_id
 from worker.terminations.commands import CommandResult, TerminationCommand
 from worker.terminations.events import refund_event, terminated_event

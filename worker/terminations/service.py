@@ -17,12 +17,12 @@ from worker.db.inbox import (
     inbox_tracking,
     terminated_subscriptions,
 )
-from worker.domain.policy import RefundPolicy
-from worker.domain.termination import (
+from worker.domain.never_twice import (
     History,
     Rejection,
     judge_request,
 )
+from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
 from worker.engine.pipeline import Applied, Apply
 from worker.terminations.commands import CommandResult, Outcome, TerminationCommand

@@ -20,7 +20,7 @@ from worker.db.tables import (
     terminations,
 )
 from worker.domain.balance import BalanceCursor
-from worker.domain.expiry import BY_REQUEST
+from worker.domain.grace_period import BY_REQUEST
 from worker.terminations.plan import AccountKey, BatchRows
 
 

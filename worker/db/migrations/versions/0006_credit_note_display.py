@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 _COLUMNS = (("display_number", sa.Text), ("reason", sa.Text), ("amounts_include_tax", sa.Boolean))
 
-# As worker.domain.termination.credit_note_display_number: six digits at least, never cut
+# As worker.domain.never_twice.credit_note_display_number: six digits at least, never cut
 # (lpad alone would cut a seventh digit).
 _BACKFILL = sa.text("""
     UPDATE credit_notes AS n SET
