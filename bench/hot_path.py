@@ -21,6 +21,7 @@ from cloudevents.v1 import kafka as sdk_v1_kafka
 from schemas.envelope import binary_headers, parse_message, read_input
 from schemas.inputs import TerminationRequested
 from schemas.topics import CeType, Topic
+from worker.engine.wire_to_domain import termination_terms
 
 TYPICAL: dict[str, Any] = {
     "subscription_id": "sub-8f3a2c",
@@ -43,6 +44,7 @@ VALUE = json.dumps(TYPICAL).encode()
 TIME = datetime(2021, 4, 17, 1, 30, tzinfo=UTC)
 HEADERS = binary_headers(event_id="ce-1", source="/portal", ce_type=CeType.TERMINATION_REQUESTED, time=TIME)
 HEADER_DICT = dict(HEADERS)
+REQUEST = TerminationRequested.model_validate_json(VALUE)
 
 
 def _sdk_read() -> None:
@@ -76,6 +78,7 @@ CASES: dict[str, Callable[[], object]] = {
         Topic.TERMINATION_REQUESTED, HEADERS, VALUE, b"sub-8f3a2c"
     ),
     "sdk core from_binary + model_validate (end to end)": _sdk_read,
+    "termination_terms (the worker's step after read_input)": lambda: termination_terms(REQUEST),
     "binary_headers (outgoing)": lambda: binary_headers(event_id="ce-1", source="/w", ce_type="t", time=TIME),
     "sdk core to_binary (outgoing)": _sdk_headers,
 }

@@ -1,11 +1,7 @@
-"""CloudEvents 1.0 over Kafka, as the contract uses it (section 1).
-
-Out: binary content mode, always. The value is the JSON data; the attributes are the headers
-`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time` (RFC 3339), `ce_dataschema` (the `$id` of
-the topic's JSON Schema) and `content-type`.
-
-In: binary mode, or structured mode (`content-type: application/cloudevents+json`, the whole event as
-the JSON value); the content type decides, as the Kafka binding says.
+"""Reading CloudEvents 1.0 over Kafka, as the contract uses it (section 1): binary mode, or structured
+mode (`content-type: application/cloudevents+json`, the whole event as the JSON value); the content
+type decides, as the Kafka binding says. Writing (binary mode, always) is in schemas/outgoing.py; both
+are re-exported here.
 
 The headers are read directly rather than through the `cloudevents` SDK: the SDK invents a random
 `ce_id` (and a `ce_time` of now) when the header is missing, which would turn a broken message into a
@@ -17,17 +13,27 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import from_json
 
-from schemas.dataschema import schema_id
+from schemas.cloudevent import (
+    CE_PREFIX,
+    CONTENT_TYPE_HEADER,
+    DEFAULT_SOURCE,
+    JSON_CONTENT_TYPE,
+    NO_EXTENSIONS,
+    SPEC_VERSION,
+    STRUCTURED_CONTENT_TYPE,
+    Attributes,
+    ContentMode,
+    Headers,
+    IncomingEvent,
+    InputEvent,
+)
 from schemas.errors import (
     InvalidAttribute,
     InvalidEnvelope,
@@ -37,88 +43,23 @@ from schemas.errors import (
     UnsupportedContentType,
     describe,
 )
-from schemas.events import (
-    INPUT_MODELS,
-    InputData,
-    OutputData,
-    encode_data,
-    message_key,
-    topic_of,
-    validate_data,
-)
+from schemas.events import INPUT_MODELS, validate_data
 from schemas.limits import ATTRIBUTE_MAX_LENGTH, ID_MAX_LENGTH, KEY_MAX_BYTES, VALUE_MAX_BYTES
+from schemas.outgoing import OutgoingMessage, binary_headers, encode_output, format_time
+from schemas.refusals import shown
 from schemas.topics import spec_of
-from schemas.wire import Timestamp, shown
-
-SPEC_VERSION = "1.0"
-CE_PREFIX = "ce_"
-CONTENT_TYPE_HEADER = "content-type"
-JSON_CONTENT_TYPE = "application/json"
-STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
-DEFAULT_SOURCE = "/refund-worker"
-"""The `ce_source` of the worker's own events unless its settings say otherwise."""
+from schemas.wire import Timestamp
 
 _REQUIRED = ("specversion", "id", "source", "type")
 _OPTIONAL = ("time", "datacontenttype", "dataschema", "subject")
 _KNOWN = frozenset((*_REQUIRED, *_OPTIONAL))
-_NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}", re.ASCII)
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
-
-Headers = Iterable[tuple[str, bytes | None]]
-"""Kafka headers as clients give them: (name, value) pairs, names possibly repeated, values possibly null."""
 
 
 class OversizeMessage(InvalidEnvelope):
     """The key, the value or an attribute is longer than any event of the contract can be
     (schemas/limits.py): refused before it is parsed, so that no step spends long on it."""
-
-
-class ContentMode(StrEnum):
-    BINARY = "binary"
-    STRUCTURED = "structured"
-
-
-@dataclass(frozen=True, slots=True)
-class Attributes:
-    """The CloudEvents context attributes of one event."""
-
-    id: str
-    source: str
-    type: str
-    time: datetime | None
-    """Optional in CloudEvents; when present it is an RFC 3339 timestamp with an offset."""
-    specversion: str = SPEC_VERSION
-    datacontenttype: str | None = None
-    dataschema: str | None = None
-    subject: str | None = None
-    extensions: Mapping[str, str] = field(default_factory=lambda: _NO_EXTENSIONS)
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingEvent:
-    attributes: Attributes
-    data: bytes | dict[str, Any]
-    """Binary mode: the value, JSON still to be validated (so it is parsed once). Structured: the `data`."""
-    key: str | None
-    mode: ContentMode
-
-
-@dataclass(frozen=True, slots=True)
-class InputEvent:
-    """An input event, checked from envelope to data: what a handler works on."""
-
-    attributes: Attributes
-    data: InputData
-    key: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 def parse_message(headers: Headers | None, value: bytes | None, key: bytes | None = None) -> IncomingEvent:
@@ -153,48 +94,6 @@ def read_input(
             f"ce_type {event.attributes.type!r} does not belong on {topic}, which carries {spec.ce_type!r}"
         )
     return InputEvent(event.attributes, validate_data(INPUT_MODELS[spec.topic], event.data), event.key)
-
-
-def binary_headers(
-    *, event_id: str, source: str, ce_type: str, time: datetime, dataschema: str | None = None
-) -> list[tuple[str, bytes]]:
-    """The binary-mode headers of an outgoing event. `event_id` is fixed when the decision is stored.
-
-    `dataschema` (the worker's outputs: `schema_id(topic)`) becomes `ce_dataschema`, omitted when None.
-    """
-    for name, text in (("event_id", event_id), ("source", source), ("ce_type", ce_type)):
-        if not text:
-            raise ValueError(f"{name} must not be empty")
-    headers = [
-        ("ce_specversion", SPEC_VERSION.encode()),
-        ("ce_id", event_id.encode()),
-        ("ce_source", source.encode()),
-        ("ce_type", ce_type.encode()),
-        ("ce_time", format_time(time).encode()),
-    ]
-    if dataschema is not None:
-        headers.append(("ce_dataschema", dataschema.encode()))
-    headers.append((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()))
-    return headers
-
-
-def encode_output(
-    data: OutputData, *, event_id: str, time: datetime, source: str = DEFAULT_SOURCE
-) -> OutgoingMessage:
-    """Everything to publish an output event: its topic, key, JSON value and CloudEvents headers."""
-    spec = topic_of(type(data))
-    headers = binary_headers(
-        event_id=event_id, source=source, ce_type=spec.ce_type, time=time, dataschema=schema_id(spec.topic)
-    )
-    return OutgoingMessage(spec.topic, message_key(data), encode_data(data), headers)
-
-
-def format_time(time: datetime) -> str:
-    """RFC 3339, `Z` for UTC (as the SDK writes it); a naive time is refused, it has no instant."""
-    if time.tzinfo is None or time.utcoffset() is None:
-        raise ValueError(f"ce_time needs an offset, got the naive {time.isoformat()}")
-    text = time.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _check_sizes(value: bytes | None, key: bytes | None) -> None:
@@ -278,7 +177,7 @@ def _attributes(found: Mapping[str, object], where: str) -> Attributes:
         dataschema=_optional(found, "dataschema", where),
         subject=_optional(found, "subject", where),
         # Checking the set view first keeps the usual case (no extensions) cheap.
-        extensions=_NO_EXTENSIONS if found.keys() <= _KNOWN else _extensions(found, where),
+        extensions=NO_EXTENSIONS if found.keys() <= _KNOWN else _extensions(found, where),
     )
 
 
@@ -326,3 +225,25 @@ def _extensions(found: Mapping[str, object], where: str) -> Mapping[str, str]:
             raise OversizeMessage(f"{where}{name} has {len(text)} characters, over {ATTRIBUTE_MAX_LENGTH}")
         extensions[name] = text
     return MappingProxyType(extensions)
+
+
+__all__ = [
+    "CE_PREFIX",
+    "CONTENT_TYPE_HEADER",
+    "DEFAULT_SOURCE",
+    "JSON_CONTENT_TYPE",
+    "SPEC_VERSION",
+    "STRUCTURED_CONTENT_TYPE",
+    "Attributes",
+    "ContentMode",
+    "Headers",
+    "IncomingEvent",
+    "InputEvent",
+    "OutgoingMessage",
+    "OversizeMessage",
+    "binary_headers",
+    "encode_output",
+    "format_time",
+    "parse_message",
+    "read_input",
+]

@@ -2,8 +2,8 @@
 
 Strict about what they accept, so that a bad message is dead-lettered with the field named instead of
 being half-understood, and bounded (every field has a maximum: schemas/limits.py): no coercion
-("12" is not 12, "true" is not true), money as strings parsed by the domain, timestamps with an
-offset only. Fields a producer adds beyond the contract are ignored.
+("12" is not 12, "true" is not true), money as strings with at most the currency's digits, timestamps
+with an offset only. Fields a producer adds beyond the contract are ignored.
 
 Validate what came off the wire: JSON text (`model_validate_json`, the fast path) or the object a
 structured-mode event decoded to. Dates and timestamps are read from text only, never from Python
@@ -14,25 +14,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails
 
 from schemas.limits import CYCLE_MONTHS_MAX
-from schemas.wire import (
-    CurrencyCode,
-    Identifier,
-    IsoDate,
-    MoneyText,
-    NameText,
-    OptionalText,
-    ReasonText,
-    Timestamp,
-    TimeZoneName,
-    attempt,
-    refuse,
-)
-from worker.domain.money import Currency, Money
-from worker.domain.policy import CreditNoteChoice, Cycle, TerminationTerms
+from schemas.money import CurrencyCode, MoneyText, money_minor
+from schemas.refusals import attempt, refuse
+from schemas.wire import Identifier, IsoDate, NameText, OptionalText, ReasonText, Timestamp, TimeZoneName
 
 DEFAULT_TIME_ZONE = "UTC"
 
@@ -87,47 +75,20 @@ class TerminationRequested(InputData):
     credit_note: CreditNoteRequest | None = None
     """A credit note already sent from the invoice app, chosen instead of an automatic refund."""
 
-    _terms: TerminationTerms = PrivateAttr()
-
     @model_validator(mode="after")
-    def _parse_terms(self) -> Self:
-        """Parse the money once, with the currency, so that callers get domain values and never re-parse."""
+    def _amounts_in_currency(self) -> Self:
+        """Every amount within the currency's digits, all bad ones reported together. Only the shape is
+        checked: a credit note of zero or above amount_paid is well-formed, and the rules reject it as
+        credit_note_invalid (a termination-rejected event); it is not a poison message."""
         errors: list[InitErrorDetails] = []
-        currency = Currency.of(self.currency)  # already checked by its field
-        paid = attempt(
-            errors, ("amount_paid",), self.amount_paid, lambda: Money.parse(self.amount_paid, currency)
-        )
-        note = self._credit_note_choice(currency, errors)
-        cycle = attempt(
-            errors, ("cycle_months",), self.cycle_months, lambda: Cycle(self.cycle_start, self.cycle_months)
-        )
-        if paid is None or cycle is None or errors:
+        paid = self.amount_paid
+        attempt(errors, ("amount_paid",), paid, lambda: money_minor(paid, self.currency))
+        if self.credit_note is not None:
+            text = self.credit_note.amount
+            attempt(errors, ("credit_note", "amount"), text, lambda: money_minor(text, self.currency))
+        if errors:
             refuse(type(self).__name__, errors)
-        self._terms = TerminationTerms(
-            cycle=cycle,
-            amount_paid=paid,
-            requested_at=self.requested_at,
-            allow_refund=self.allow_refund,
-            timezone=self.timezone,
-            is_trial=self.is_trial,
-            credit_note=note,
-        )
         return self
-
-    def _credit_note_choice(
-        self, currency: Currency, errors: list[InitErrorDetails]
-    ) -> CreditNoteChoice | None:
-        # Only the shape is checked here. A zero amount or one above amount_paid is well-formed: the rules
-        # reject it as credit_note_invalid (a termination-rejected event), it is not a poison message.
-        if self.credit_note is None:
-            return None
-        text = self.credit_note.amount
-        amount = attempt(errors, ("credit_note", "amount"), text, lambda: Money.parse(text, currency))
-        return None if amount is None else CreditNoteChoice(self.credit_note.credit_note_id, amount)
-
-    def terms(self) -> TerminationTerms:
-        """What the refund policy needs, with `Money` values in the subscription's currency."""
-        return self._terms
 
 
 class SubscriptionExpired(InputData):

@@ -23,6 +23,10 @@ REASON_MAX_LENGTH = 2000
 MONEY_MAX_LENGTH = 64
 """Characters of a money string; far above any real amount (the ledger holds 18 digits)."""
 
+AMOUNT_MAX_DIGITS = 18
+"""Digits of an amount in the currency's minor units: the ledger holds amounts as BIGINT, where 18
+digits always fit (and no real refund comes close)."""
+
 CURRENCY_LENGTH = 3
 """An ISO 4217 code."""
 

@@ -4,50 +4,32 @@ Field names and enum values are the contract's, exactly; extra fields are forbid
 the worker fails here rather than reaching the invoice and notification services. The JSON Schemas
 published for consumers say the opposite on purpose (`additionalProperties: true`, schemas/export.py):
 the contract lets fields be added, and a consumer's validator must let them through. Money is text with
-exactly the currency's minor digits: build it with `str(money)`. The few invariants the contract states
+exactly the currency's minor digits ("120.00" SGD, "1200" JPY). The few invariants the contract states
 (a refund is above zero, no refund means a reason) are checked too, because a wrong event once
 published cannot be taken back.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails
 
-from schemas.wire import (
-    CurrencyCode,
-    ExactMoneyText,
-    NonBlankStr,
-    SignedMoneyText,
-    attempt,
-    exact_money,
-    invalid,
-    refuse,
+from schemas.enums import (
+    CreditsCause,
+    NoRefundReason,
+    RefundMethod,
+    RejectionReason,
+    Rule,
+    TerminationCause,
 )
-from worker.domain.money import Currency, Money
-from worker.domain.never_twice import RejectionCode
-from worker.domain.policy import NoRefundReason, RefundMethod, Rule
+from schemas.money import CurrencyCode, ExactMoneyText, SignedMoneyText, exact_money
+from schemas.refusals import attempt, invalid, refuse
+from schemas.wire import NonBlankStr
 
 UNKNOWN_CURRENCY_AMOUNT = "0"
 """refund_amount of a termination whose currency the worker never learnt (an expiry)."""
-
-
-class TerminationCause(StrEnum):
-    CUSTOMER_REQUEST = "customer_request"
-    EXPIRED = "expired"
-
-
-RejectionReason = RejectionCode
-"""The domain's rejection codes are the contract's reason_code values."""
-
-
-class CreditsCause(StrEnum):
-    """Why an account's available credits changed; the contract lists `refund` and leaves room for more."""
-
-    REFUND = "refund"
 
 
 class OutputData(BaseModel):
@@ -104,11 +86,11 @@ class RefundIssued(OutputData):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         errors: list[InitErrorDetails] = []
-        currency = Currency.of(self.currency)
+        currency = self.currency
         amount = _exact(errors, ("amount",), self.amount, currency)
         _exact(errors, ("policy_amount",), self.policy_amount, currency)
         _exact(errors, ("credit_note", "amount"), self.credit_note.amount, currency)
-        if amount is not None and amount.is_zero:
+        if amount == 0:
             errors.append(
                 invalid(("amount",), self.amount, "a refund-issued event is for an amount above zero")
             )
@@ -139,10 +121,8 @@ class CreditsUpdated(OutputData):
     @model_validator(mode="after")
     def _exact_amounts(self) -> Self:
         errors: list[InitErrorDetails] = []
-        currency = Currency.of(self.currency)
         for field in ("delta", "balance"):
-            value = getattr(self, field)
-            _exact_signed(errors, field, value, currency)
+            _exact_signed(errors, field, getattr(self, field), self.currency)
         if self.cause is CreditsCause.REFUND and self.refund_id is None:
             errors.append(invalid(("refund_id",), None, "a change caused by a refund names the refund"))
         if errors:
@@ -178,10 +158,10 @@ class SubscriptionTerminated(OutputData):
                 message = f'without a currency the refund amount is "{UNKNOWN_CURRENCY_AMOUNT}"'
                 errors.append(invalid(("refund_amount",), self.refund_amount, message))
         else:
-            amount = _exact(errors, ("refund_amount",), self.refund_amount, Currency.of(self.currency))
+            amount = _exact(errors, ("refund_amount",), self.refund_amount, self.currency)
         if errors:
             return errors
-        refunded = amount is not None and not amount.is_zero
+        refunded = amount is not None and amount != 0
         if refunded == (self.no_refund_reason is not None) or refunded != (self.rule is not None):
             message = "a refund has a rule and no no_refund_reason; no refund, a no_refund_reason and no rule"
             errors.append(invalid(("no_refund_reason",), self.no_refund_reason, message))
@@ -205,12 +185,28 @@ class TerminationRejected(OutputData):
     detail: str
 
 
-def _exact(
-    errors: list[InitErrorDetails], loc: tuple[str, ...], text: str, currency: Currency
-) -> Money | None:
-    """The amount if `text` carries exactly the currency's minor digits, else None with the error recorded."""
+def _exact(errors: list[InitErrorDetails], loc: tuple[str, ...], text: str, currency: str) -> int | None:
+    """The amount in minor units if `text` carries exactly the currency's digits, else None with the
+    error recorded."""
     return attempt(errors, loc, text, lambda: exact_money(text, currency))
 
 
-def _exact_signed(errors: list[InitErrorDetails], field: str, text: str, currency: Currency) -> None:
+def _exact_signed(errors: list[InitErrorDetails], field: str, text: str, currency: str) -> None:
     attempt(errors, (field,), text, lambda: exact_money(text, currency, signed=True))
+
+
+__all__ = [
+    "UNKNOWN_CURRENCY_AMOUNT",
+    "CreditsCause",
+    "CreditsUpdated",
+    "IssuedCreditNote",
+    "NoRefundReason",
+    "OutputData",
+    "RefundIssued",
+    "RefundMethod",
+    "RejectionReason",
+    "Rule",
+    "SubscriptionTerminated",
+    "TerminationCause",
+    "TerminationRejected",
+]

@@ -1,37 +1,42 @@
-"""Field types shared by the event models: how dates, timestamps, money, currencies and zones are written.
+"""Field types shared by the event models: how dates, timestamps, texts and zones are written.
 
 The checks that pydantic-core can do natively (types, required fields, ranges, calendar validity) stay
-native, because the worker validates thousands of messages a second; the domain decides the rest
-(`Currency.of`, `Money.parse`, `time_zone`), so no rule lives in two places.
+native, because the worker validates thousands of messages a second; the rest of the contract's format
+is checked here and in schemas/money.py (currencies, amounts) with the standard library and the
+`iso4217` package: schemas/ is the contract alone and imports nothing of the worker.
 """
 
 from __future__ import annotations
 
 import re
-import reprlib
-from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from functools import cache
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict, ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict
 
 from schemas.limits import (
-    CURRENCY_LENGTH,
     EARLIEST_YEAR,
     ID_MAX_LENGTH,
     LATEST_YEAR,
-    MONEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     REASON_MAX_LENGTH,
     TIME_ZONE_MAX_LENGTH,
     TIMESTAMP_MAX_LENGTH,
 )
-from worker.domain.calendar import time_zone
-from worker.domain.errors import DomainError, InvalidAmount, InvalidCycle, InvalidTimeZone, UnknownCurrency
-from worker.domain.money import Currency, Money
+from schemas.money import (
+    MONEY_PATTERN,
+    SIGNED_MONEY_PATTERN,
+    CurrencyCode,
+    ExactMoneyText,
+    MoneyText,
+    SignedMoneyText,
+    exact_money,
+    money_minor,
+)
+from schemas.refusals import attempt, custom_error, invalid, refuse, shown
 
-T = TypeVar("T")
 DateT = TypeVar("DateT", date, datetime)
 
 # RFC 3339 section 5.6 (with the space its note allows). pydantic alone would also take unix-epoch
@@ -41,63 +46,6 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
-
-MONEY_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
-"""Documents the money shape in the JSON Schemas; `Money.parse` is what enforces it (digits per currency)."""
-
-SIGNED_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
-
-# Values quoted in error messages are cut: a message (a log line, a dead-letter header) stays short
-# whatever the input, and reprlib looks at no more of a large value than it shows.
-_SHOWN = reprlib.Repr()
-_SHOWN.maxstring = _SHOWN.maxother = 80
-
-_ERROR_TYPES: dict[type[DomainError], str] = {
-    UnknownCurrency: "unknown_currency",
-    InvalidAmount: "invalid_amount",
-    InvalidTimeZone: "invalid_time_zone",
-    InvalidCycle: "invalid_cycle",
-}
-
-
-def custom_error(error_type: str, message: str) -> PydanticCustomError:
-    # The message goes in the context, not the template, so braces in user input cannot be mis-formatted.
-    return PydanticCustomError(error_type, "{reason}", {"reason": message})
-
-
-def domain_error(exc: DomainError) -> PydanticCustomError:
-    """A domain refusal as a pydantic error, keeping the domain's message word for word."""
-    return custom_error(_ERROR_TYPES.get(type(exc), "invalid_value"), str(exc))
-
-
-def line_error(loc: tuple[str | int, ...], value: object, exc: DomainError) -> InitErrorDetails:
-    return InitErrorDetails(type=domain_error(exc), loc=loc, input=value)
-
-
-def invalid(loc: tuple[str | int, ...], value: object, message: str) -> InitErrorDetails:
-    """An error at `loc` for a rule of the contract that no single field type can state."""
-    return InitErrorDetails(type=custom_error("invalid_value", message), loc=loc, input=value)
-
-
-def refuse(title: str, errors: list[InitErrorDetails]) -> NoReturn:
-    """Raise the collected errors at once; raised inside a validator, each keeps its own field location."""
-    raise ValidationError.from_exception_data(title, errors)
-
-
-def attempt(
-    errors: list[InitErrorDetails], loc: tuple[str | int, ...], value: object, make: Callable[[], T]
-) -> T | None:
-    """`make()`, or None with its DomainError recorded at `loc`, so all bad fields are reported together."""
-    try:
-        return make()
-    except DomainError as exc:
-        errors.append(line_error(loc, value, exc))
-        return None
-
-
-def shown(value: object) -> str:
-    """`repr(value)`, cut to about 80 characters."""
-    return _SHOWN.repr(value)
 
 
 def _rfc3339_shape(value: Any) -> Any:
@@ -140,33 +88,18 @@ def _storable(value: str) -> str:
     return value
 
 
-def _known_currency(code: str) -> str:
+@cache  # only real zones are cached (a refusal raises), so the cache stays as small as the tz database
+def _zone(name: str) -> ZoneInfo:
     try:
-        return Currency.of(code).code
-    except DomainError as exc:
-        raise domain_error(exc) from None
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a folder of the tz database ("America", "Etc") or a name too long for a file name.
+        raise custom_error("invalid_time_zone", f"{name!r} is not an IANA time zone name") from None
 
 
 def _known_time_zone(name: str) -> str:
-    try:
-        time_zone(name)
-    except DomainError as exc:
-        raise domain_error(exc) from None
+    _zone(name)
     return name
-
-
-def exact_money(value: str, currency: Currency, *, signed: bool = False) -> Money:
-    """The amount of `value` (its magnitude when `signed`), which must carry exactly the currency's digits.
-
-    Outputs are written "120.00", "1200", "1.500": `Money.parse` alone would also take "120".
-    """
-    magnitude = value[1:] if signed and value.startswith("-") else value
-    money = Money.parse(magnitude, currency)
-    if str(money) != magnitude:
-        raise InvalidAmount(
-            f"{value!r} must have exactly {currency.minor_digits} decimals for {currency.code}"
-        )
-    return money
 
 
 # A before-validator hands its result on as a Python value, which strict mode would refuse for a date;
@@ -211,44 +144,30 @@ ReasonText = Annotated[
 OptionalText = Annotated[str, Field(max_length=NAME_MAX_LENGTH), AfterValidator(_storable)]
 """A short human text that may be empty (the product's name): bounded."""
 
-CurrencyCode = Annotated[
-    str,
-    Field(
-        max_length=CURRENCY_LENGTH,
-        json_schema_extra={"pattern": "^[A-Z]{3}$"},
-        description="ISO 4217 code with a minor unit",
-    ),
-    AfterValidator(_known_currency),
-]
-
 TimeZoneName = Annotated[str, Field(max_length=TIME_ZONE_MAX_LENGTH), AfterValidator(_known_time_zone)]
-"""An IANA time zone name, as `time_zone` knows them."""
+"""An IANA time zone name, as `zoneinfo` knows them (the same lookup as the domain's `time_zone`)."""
 
-MoneyText = Annotated[
-    str,
-    Field(
-        # Far above any real amount; stops Money.parse meeting Python's 4300-digit int limit.
-        max_length=MONEY_MAX_LENGTH,
-        json_schema_extra={"pattern": MONEY_PATTERN},
-        description="decimal string, at most the currency's ISO 4217 minor digits",
-    ),
-]
-"""Money as it arrives: parsed by `Money.parse` in the model, which knows the currency."""
 
-ExactMoneyText = Annotated[
-    str,
-    Field(
-        max_length=MONEY_MAX_LENGTH,
-        json_schema_extra={"pattern": MONEY_PATTERN},
-        description="decimal string with exactly the currency's ISO 4217 minor digits",
-    ),
-]
-
-SignedMoneyText = Annotated[
-    str,
-    Field(
-        max_length=MONEY_MAX_LENGTH,
-        json_schema_extra={"pattern": SIGNED_MONEY_PATTERN},
-        description="decimal string, exactly the currency's minor digits; negative when credits went down",
-    ),
+__all__ = [
+    "MONEY_PATTERN",
+    "SIGNED_MONEY_PATTERN",
+    "CurrencyCode",
+    "ExactMoneyText",
+    "Identifier",
+    "IsoDate",
+    "MoneyText",
+    "NameText",
+    "NonBlankStr",
+    "OptionalText",
+    "ReasonText",
+    "SignedMoneyText",
+    "TimeZoneName",
+    "Timestamp",
+    "attempt",
+    "custom_error",
+    "exact_money",
+    "invalid",
+    "money_minor",
+    "refuse",
+    "shown",
 ]

@@ -24,6 +24,7 @@ from worker.app import Worker
 from worker.db.tables import oversize_dead_letters
 from worker.dlq.recoverer import VALUE_TRUNCATED, read_number
 from worker.domain.policy import CreditNoteInvalid, RefundPolicy, decide_refund
+from worker.engine.wire_to_domain import termination_terms
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,7 @@ def expected_answer(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """What the worker must publish for a valid termination request: its topic and data fields."""
     request = TerminationRequested.model_validate(data)
     try:
-        decision = decide_refund(request.terms(), POLICY)
+        decision = decide_refund(termination_terms(request), POLICY)
     except CreditNoteInvalid:
         return Topic.TERMINATION_REJECTED.value, {"reason_code": "credit_note_invalid"}
     return Topic.SUBSCRIPTION_TERMINATED.value, {

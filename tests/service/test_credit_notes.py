@@ -21,6 +21,7 @@ from worker.db.tables import credit_notes, outbox, refunds, terminations
 from worker.domain.policy import RefundPolicy
 from worker.engine.parsing import payload_digest
 from worker.engine.runtime import create_engine
+from worker.engine.wire_to_domain import termination_terms
 from worker.terminations.commands import TerminationCommand
 from worker.terminations.service import apply_termination_batch
 
@@ -54,7 +55,7 @@ def command_for(data: dict[str, Any]) -> TerminationCommand:
         reseller_id=request.reseller_id,
         requested_by=request.requested_by,
         reason=request.reason,
-        terms=request.terms(),
+        terms=termination_terms(request),
     )
 
 

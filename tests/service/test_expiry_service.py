@@ -19,6 +19,7 @@ from worker.domain.grace_period import ExpiryOutcome, GracePeriod, RenewalOutcom
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest
+from worker.engine.wire_to_domain import termination_terms
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
 from worker.expiry.firing import FireReport, fire_due_timers
 from worker.expiry.read_progress import CaughtUp
@@ -168,7 +169,7 @@ async def test_a_termination_request_cancels_the_pending_timer(engine: AsyncEngi
         reseller_id=request.reseller_id,
         requested_by=request.requested_by,
         reason=request.reason,
-        terms=request.terms(),
+        terms=termination_terms(request),
     )
     async with engine.begin() as conn:
         [result] = await apply_termination_batch(conn, [command], policy=RefundPolicy(), now=BEFORE)

@@ -30,6 +30,7 @@ from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest
+from worker.engine.wire_to_domain import termination_terms
 from worker.terminations.commands import CommandResult, Outcome, TerminationCommand
 from worker.terminations.service import apply_termination_batch, termination_applier
 
@@ -54,7 +55,7 @@ def command_for(data: dict[str, Any], request_id: str | None = None) -> Terminat
         reseller_id=request.reseller_id,
         requested_by=request.requested_by,
         reason=request.reason,
-        terms=request.terms(),
+        terms=termination_terms(request),
     )
 
 

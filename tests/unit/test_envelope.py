@@ -94,7 +94,7 @@ def test_reads_a_binary_event_written_by_the_sdk() -> None:
     event = read_input(Topic.TERMINATION_REQUESTED, list(message.headers.items()), message.value, b"sub-1")
     assert (event.attributes.id, event.attributes.source, event.attributes.time) == ("ce-1", "/portal", TIME)
     assert isinstance(event.data, TerminationRequested)
-    assert event.data.terms().amount_paid.minor == 12000
+    assert event.data.amount_paid == "120.00"
     assert event.key == "sub-1"
 
 

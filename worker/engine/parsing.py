@@ -9,6 +9,7 @@ from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
 from schemas.topics import Topic
 from worker.engine.records import InboundRecord
+from worker.engine.wire_to_domain import termination_terms
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
 from worker.terminations.commands import TerminationCommand
 
@@ -39,7 +40,7 @@ def termination_command(record: InboundRecord) -> TerminationCommand:
         reseller_id=request.reseller_id,
         requested_by=request.requested_by,
         reason=request.reason,
-        terms=request.terms(),
+        terms=termination_terms(request),
         partition=record.partition,
         offset=record.offset,
     )

@@ -21,7 +21,14 @@ from pydantic_core import from_json
 from schemas.errors import describe
 from schemas.inputs import TerminationRequested
 from worker.domain.errors import DomainError
-from worker.domain.policy import CreditNoteInvalid, RefundDecision, RefundPolicy, decide_refund
+from worker.domain.policy import (
+    CreditNoteInvalid,
+    RefundDecision,
+    RefundPolicy,
+    TerminationTerms,
+    decide_refund,
+)
+from worker.engine.wire_to_domain import termination_terms
 
 _JSON_BLANKS = b" \t\r"
 """The whitespace JSON allows around a value (besides the newline that ends a line)."""
@@ -71,10 +78,11 @@ def _quote_line(document: bytes, policy: RefundPolicy) -> dict[str, Any] | str:
 
 
 def quote(request: TerminationRequested, policy: RefundPolicy) -> dict[str, Any]:
+    terms = termination_terms(request)
     try:
-        decision = decide_refund(request.terms(), policy)
+        decision = decide_refund(terms, policy)
     except CreditNoteInvalid as invalid:
-        return _rejected(request, str(invalid))
+        return _rejected(terms, str(invalid))
     return _decided(decision)
 
 
@@ -92,8 +100,7 @@ def _decided(decision: RefundDecision) -> dict[str, Any]:
     }
 
 
-def _rejected(request: TerminationRequested, detail: str) -> dict[str, Any]:
-    terms = request.terms()
+def _rejected(terms: TerminationTerms, detail: str) -> dict[str, Any]:
     zero = str(terms.amount_paid.share(0, 1))
     return {
         "refundable": False,

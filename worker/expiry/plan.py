@@ -9,13 +9,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from schemas.outputs import UNKNOWN_CURRENCY_AMOUNT, SubscriptionTerminated, TerminationCause
+from schemas.outputs import UNKNOWN_CURRENCY_AMOUNT, NoRefundReason, SubscriptionTerminated, TerminationCause
 from worker.domain.grace_period import (
     Timer,
     event_time_read,
     require_in_range,
 )
-from worker.domain.policy import NoRefundReason
 from worker.engine.outbox import OutboxEvent, derived_id
 from worker.expiry.commands import RenewalCommand
 

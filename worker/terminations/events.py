@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from schemas import enums as wire
 from schemas.outputs import (
     IssuedCreditNote,
     RefundIssued,
@@ -11,10 +12,8 @@ from schemas.outputs import (
     TerminationCause,
     TerminationRejected,
 )
-from worker.domain.never_twice import (
-    Rejection,
-)
-from worker.domain.policy import RefundDecision
+from worker.domain.never_twice import Rejection, RejectionCode
+from worker.domain.policy import NoRefundReason, RefundDecision, RefundMethod, Rule
 from worker.engine.outbox import OutboxEvent, derived_id
 from worker.terminations.commands import TerminationCommand
 
@@ -36,8 +35,8 @@ def refund_event(
         reseller_id=command.reseller_id,
         amount=str(decision.amount),
         currency=decision.amount.currency.code,
-        method=decision.method,
-        rule=decision.rule,
+        method=wire_method(decision.method),
+        rule=wire_rule(decision.rule),
         months_refunded=decision.months_refunded,
         cycle_months=decision.cycle_months,
         policy_amount=str(decision.policy_amount),
@@ -57,8 +56,8 @@ def terminated_event(command: TerminationCommand, decision: RefundDecision, now:
         cause=TerminationCause.CUSTOMER_REQUEST,
         refund_amount=str(decision.amount),
         currency=decision.amount.currency.code,
-        rule=decision.rule,
-        no_refund_reason=decision.no_refund_reason,
+        rule=wire_rule_or_none(decision.rule),
+        no_refund_reason=wire_no_refund_reason(decision.no_refund_reason),
     )
     return OutboxEvent.of(derived_id(command.request_id, "subscription-terminated"), data, now)
 
@@ -68,7 +67,31 @@ def rejected_event(command: TerminationCommand, rejection: Rejection, now: datet
         request_id=command.request_id,
         subscription_id=command.subscription_id,
         account_id=command.account_id,
-        reason_code=rejection.code,
+        reason_code=wire_rejection_reason(rejection.code),
         detail=rejection.detail,
     )
     return OutboxEvent.of(derived_id(command.request_id, "termination-rejected"), data, now)
+
+
+# The rules' enums and the contract's have the same values (tests/unit/test_wire_matches_domain.py);
+# an event carries the contract's.
+
+
+def wire_method(method: RefundMethod) -> wire.RefundMethod:
+    return wire.RefundMethod(method.value)
+
+
+def wire_rule(rule: Rule) -> wire.Rule:
+    return wire.Rule(rule.value)
+
+
+def wire_rule_or_none(rule: Rule | None) -> wire.Rule | None:
+    return None if rule is None else wire_rule(rule)
+
+
+def wire_no_refund_reason(reason: NoRefundReason | None) -> wire.NoRefundReason | None:
+    return None if reason is None else wire.NoRefundReason(reason.value)
+
+
+def wire_rejection_reason(code: RejectionCode) -> wire.RejectionReason:
+    return wire.RejectionReason(code.value)

@@ -1,0 +1,58 @@
+"""The enum values the output events carry, exactly as the contract lists them (section 1).
+
+They are the contract's own: the refund rules have enums of the same values (`worker.domain.policy`,
+`worker.domain.never_twice`), and the worker maps those to these where it builds an event
+(worker/terminations/events.py); tests/unit/test_wire_matches_domain.py keeps the two from drifting.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RefundMethod(StrEnum):
+    """`refund-issued.method`: how the refund reaches the customer."""
+
+    ACCOUNT_CREDIT = "account_credit"
+    CREDIT_NOTE = "credit_note"
+
+
+class Rule(StrEnum):
+    """`rule`: which rule of the refund policy gave the refund."""
+
+    FULL_WITHIN_WINDOW = "full_within_window"
+    UNUSED_MONTHS = "unused_months"
+    CREDIT_NOTE = "credit_note"
+
+
+class NoRefundReason(StrEnum):
+    """`subscription-terminated.no_refund_reason`: why a termination refunded nothing."""
+
+    REFUND_DISABLED = "refund_disabled"
+    NOTHING_PAID = "nothing_paid"
+    OUTSIDE_CYCLE = "outside_cycle"
+    NO_UNUSED_MONTHS = "no_unused_months"
+    EXPIRED = "expired"
+
+
+class RejectionCode(StrEnum):
+    """`termination-rejected.reason_code`: why a request was refused."""
+
+    ALREADY_TERMINATED = "already_terminated"
+    CREDIT_NOTE_ALREADY_USED = "credit_note_already_used"
+    CREDIT_NOTE_INVALID = "credit_note_invalid"
+
+
+RejectionReason = RejectionCode
+"""The same enum by the models' older name; the class keeps the name the published JSON Schemas use."""
+
+
+class TerminationCause(StrEnum):
+    CUSTOMER_REQUEST = "customer_request"
+    EXPIRED = "expired"
+
+
+class CreditsCause(StrEnum):
+    """Why an account's available credits changed; the contract lists `refund` and leaves room for more."""
+
+    REFUND = "refund"
