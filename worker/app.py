@@ -30,7 +30,7 @@ from worker.expiry.service import expiry_applier, renewal_applier
 from worker.expiry.timers import ExpiryTimers
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
-from worker.infra import TANSU_GROUP_SETTINGS
+from worker.infra.tansu import TANSU_GROUP_SETTINGS
 from worker.ops.health import Routes, StartupProgress, http_routes
 from worker.ops.liveness import Liveness
 from worker.ops.observability import WorkerMetrics
