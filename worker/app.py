@@ -18,16 +18,18 @@ from worker.config.security import database_connect_args, kafka_client_options, 
 from worker.config.settings import Settings
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
+from worker.engine.observer import ObserverGroup
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import expiry_command, renewal_command, termination_command
-from worker.engine.pipeline import BatchPipeline, ObserverGroup
+from worker.engine.pipeline import BatchPipeline
 from worker.engine.runtime import ProducerSender, create_engine, create_producer, release_engine
 from worker.engine.startup import broker_connected, database_at_head
 from worker.engine.topics_admin import ensure_topics
 from worker.expiry.read_progress import ReadProbe
 from worker.expiry.service import expiry_applier, renewal_applier
 from worker.expiry.timers import ExpiryTimers
+from worker.handlers.batch import Processor
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
 from worker.infra.tansu import TANSU_GROUP_SETTINGS
@@ -130,7 +132,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         security=security,
         middlewares=[metrics.faststream_middleware()],
     )
-    inputs: dict[Topic, BatchPipeline[Any]] = {
+    inputs: dict[Topic, Processor] = {
         Topic.TERMINATION_REQUESTED: terminations,
         Topic.SUBSCRIPTION_EXPIRED: expired,
         Topic.SUBSCRIPTION_RENEWED: renewed,

@@ -13,7 +13,6 @@ from typing import Any, cast
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import InvalidEnvelope, InvalidEventData, NotJson
 from schemas.topics import INPUT_TOPICS
@@ -266,12 +265,12 @@ class Database:
         self.answered = asyncio.Event()
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def begin(self) -> AsyncIterator[Connection]:
         if self.down_for > 0:
             self.down_for -= 1
             raise ConnectionRefusedError(111, "Connect call failed")
         self.answered.set()
-        yield cast(AsyncConnection, Connection())
+        yield Connection()
 
     connect = begin
 

@@ -150,7 +150,9 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def expiry_applier(grace: GracePeriod, clock: Callable[[], datetime] = utc_now) -> Apply[ExpiryCommand]:
+def expiry_applier(
+    grace: GracePeriod, clock: Callable[[], datetime] = utc_now
+) -> Apply[AsyncConnection, ExpiryCommand]:
     async def apply(conn: AsyncConnection, commands: Sequence[ExpiryCommand]) -> Applied:
         results = await apply_expiry_batch(conn, commands, grace=grace, now=clock())
         conflicts = _conflicts([(r.command.ce_id, r.outcome) for r in results])
@@ -159,7 +161,7 @@ def expiry_applier(grace: GracePeriod, clock: Callable[[], datetime] = utc_now) 
     return apply
 
 
-def renewal_applier(clock: Callable[[], datetime] = utc_now) -> Apply[RenewalCommand]:
+def renewal_applier(clock: Callable[[], datetime] = utc_now) -> Apply[AsyncConnection, RenewalCommand]:
     async def apply(conn: AsyncConnection, commands: Sequence[RenewalCommand]) -> Applied:
         results = await apply_renewal_batch(conn, commands, now=clock())
         conflicts = _conflicts([(r.command.ce_id, r.outcome) for r in results])

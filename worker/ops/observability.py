@@ -1,6 +1,6 @@
 """The worker's Prometheus metrics: every name in one place, fed by hooks where things happen.
 
-The pipeline reports through `PipelineObserver` (worker/engine/pipeline.py) and the composition root
+The pipeline reports through `PipelineObserver` (worker/engine/observer.py) and the composition root
 hands decisions to `record_decisions`, so neither the pipeline nor the domain imports a metric.
 Gauges that describe shared state (the outbox, the expiry timers, the consumer's lag) are read
 when Prometheus scrapes, so they are as fresh as the scrape and cost nothing between scrapes.
@@ -40,8 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.topics import INPUT_TOPICS
 from worker.db.tables import expiry_timers, outbox
 from worker.engine.failures import FailureKind
+from worker.engine.observer import PipelineObserver
 from worker.engine.outage import OutageLog
-from worker.engine.pipeline import PipelineObserver
 from worker.engine.records import InboundRecord
 from worker.expiry.store import due_clause
 from worker.terminations.commands import CommandResult, Outcome

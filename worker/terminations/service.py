@@ -124,7 +124,7 @@ def _judge(
 
 def termination_applier(
     policy: RefundPolicy, on_decisions: Callable[[Sequence[CommandResult]], None]
-) -> Apply[TerminationCommand]:
+) -> Apply[AsyncConnection, TerminationCommand]:
     """`on_decisions` sees the results once committed (metrics); each decision is logged then too."""
 
     def committed(results: Sequence[CommandResult]) -> None:
