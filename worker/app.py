@@ -35,7 +35,7 @@ from worker.handlers.outputs import declare_outputs
 from worker.infra.tansu import TANSU_GROUP_SETTINGS
 from worker.ops.health import Routes, StartupProgress, http_routes
 from worker.ops.liveness import Liveness
-from worker.ops.observability import WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 from worker.terminations.service import termination_applier
 
 KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}

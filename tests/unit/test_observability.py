@@ -19,7 +19,7 @@ from worker.engine.outage import RetryPolicy
 from worker.engine.parsing import termination_command
 from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
-from worker.ops.observability import WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 from worker.terminations.commands import CommandResult, Outcome
 
 TOPIC = "termination-requested"
