@@ -11,7 +11,7 @@ Two kinds of evidence, per (topic, partition), in the table read_progress (docs/
   before that clock reading is stored. It answers for every partition, whichever worker (or
   none) holds it, and for a partition that is empty.
 
-worker.domain.grace_period.low_watermark turns the rows into the watermark.
+worker.domain.watermark.low_watermark turns the rows into the watermark.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.tables import read_progress
-from worker.domain.grace_period import ReadProgress
+from worker.domain.watermark import ReadProgress
 
 log = logging.getLogger(__name__)
 

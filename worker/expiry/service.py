@@ -18,12 +18,8 @@ from worker.db.tables import (
     inbox,
     subscription_renewals,
 )
-from worker.domain.grace_period import (
-    GracePeriod,
-    RenewalOutcome,
-    judge_expiry,
-    judge_renewal,
-)
+from worker.domain.grace_period import GracePeriod
+from worker.domain.timer_verdicts import RenewalOutcome, judge_expiry, judge_renewal
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
 from worker.engine.pipeline import Applied, Apply
 from worker.expiry.commands import ExpiryCommand, ExpiryResult, RenewalCommand, RenewalResult
