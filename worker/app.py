@@ -18,6 +18,7 @@ from worker.config.security import database_connect_args, kafka_client_options, 
 from worker.config.settings import Settings
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
+from worker.engine.clock import utc_now
 from worker.engine.observer import ObserverGroup
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
@@ -65,6 +66,7 @@ class Worker:
 
 
 def build_worker(settings: Settings, services: Services) -> Worker:
+    clock = utc_now  # the one wall clock: every decision and timer reads the time from it
     metrics = WorkerMetrics()
     liveness = Liveness(
         stall_seconds=settings.liveness_stall_seconds, blocked_seconds=settings.liveness_loop_blocked_seconds
@@ -87,7 +89,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         engine=engine,
         parse=termination_command,
         apply=termination_applier(
-            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions
+            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
         ),
         send_all=send_all,
         consumer_group=settings.consumer_group,
@@ -100,15 +102,20 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         services.kafka_bootstrap_servers,
         group_id=settings.consumer_group,
         topic=Topic.SUBSCRIPTION_RENEWED.value,
+        clock=clock,
         **kafka_options,
     )
     timers = ExpiryTimers(
-        engine, check_seconds=settings.expiry_check_seconds, after_fire=relay.wake, probe=read_probe
+        engine,
+        check_seconds=settings.expiry_check_seconds,
+        after_fire=relay.wake,
+        clock=clock,
+        probe=read_probe,
     )
     expired = BatchPipeline(
         engine=engine,
         parse=expiry_command,
-        apply=expiry_applier(GracePeriod(settings.expiry_grace_days)),
+        apply=expiry_applier(GracePeriod(settings.expiry_grace_days), clock=clock),
         send_all=send_all,
         consumer_group=settings.consumer_group,
         retry=retry,
@@ -118,7 +125,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     renewed = BatchPipeline(
         engine=engine,
         parse=renewal_command,
-        apply=renewal_applier(),
+        apply=renewal_applier(clock=clock),
         send_all=send_all,
         consumer_group=settings.consumer_group,
         retry=retry,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +20,7 @@ from worker.db.tables import (
 )
 from worker.domain.grace_period import GracePeriod
 from worker.domain.timer_verdicts import RenewalOutcome, judge_expiry, judge_renewal
+from worker.engine.clock import utc_now
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
 from worker.engine.pipeline import Applied, Apply
 from worker.expiry.commands import ExpiryCommand, ExpiryResult, RenewalCommand, RenewalResult
@@ -140,10 +141,6 @@ async def apply_renewal_batch(
     await upsert_timers(conn, changed.values())
     await record_read(conn, topic, event_time_by_partition(commands, now), now)
     return results
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def expiry_applier(
