@@ -32,7 +32,8 @@ from worker.terminations.commands import CommandResult, Outcome
 # away (the pipeline waits it out), so the buckets span both.
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
-# Every `reason` worker.engine.failures.failure_reason gives (tests/unit/test_observability.py checks).
+# Every `reason` worker.engine.failures.failure_reason gives (tests/unit/test_telemetry_under_outage.py
+# checks).
 DEAD_LETTER_REASONS = (
     "not_json",
     "invalid_envelope",
