@@ -45,7 +45,8 @@ from worker.db.bulk import wanted
 from worker.db.tables import account_balances, balance_ledger, inbox, terminations
 from worker.engine.runtime import create_engine, migrate_database
 from worker.engine.topics_admin import ensure_topics
-from worker.infra import embedded_kafka, embedded_postgres
+from worker.infra.postgres import embedded_postgres
+from worker.infra.tansu import embedded_kafka
 
 REQUESTED = Topic.TERMINATION_REQUESTED.value
 TERMINATED = Topic.SUBSCRIPTION_TERMINATED.value

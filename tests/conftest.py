@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.databases import fresh_database
-from worker.infra import TANSU_GROUP_SETTINGS, embedded_kafka, embedded_postgres
+from worker.infra.postgres import embedded_postgres
+from worker.infra.tansu import TANSU_GROUP_SETTINGS, embedded_kafka
 
 # Timeouts any Kafka accepts (its minimum session timeout is 6 s by default).
 KAFKA_GROUP_SETTINGS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}

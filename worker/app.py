@@ -18,22 +18,25 @@ from worker.config.security import database_connect_args, kafka_client_options, 
 from worker.config.settings import Settings
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
+from worker.engine.clock import utc_now
+from worker.engine.observer import ObserverGroup
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import expiry_command, renewal_command, termination_command
-from worker.engine.pipeline import BatchPipeline, ObserverGroup
+from worker.engine.pipeline import BatchPipeline
 from worker.engine.runtime import ProducerSender, create_engine, create_producer, release_engine
 from worker.engine.startup import broker_connected, database_at_head
 from worker.engine.topics_admin import ensure_topics
 from worker.expiry.read_progress import ReadProbe
 from worker.expiry.service import expiry_applier, renewal_applier
 from worker.expiry.timers import ExpiryTimers
+from worker.handlers.batch import Processor
 from worker.handlers.inputs import subscribe_inputs
 from worker.handlers.outputs import declare_outputs
-from worker.infra import TANSU_GROUP_SETTINGS
+from worker.infra.tansu import TANSU_GROUP_SETTINGS
 from worker.ops.health import Routes, StartupProgress, http_routes
 from worker.ops.liveness import Liveness
-from worker.ops.observability import WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 from worker.terminations.service import termination_applier
 
 KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}
@@ -63,6 +66,7 @@ class Worker:
 
 
 def build_worker(settings: Settings, services: Services) -> Worker:
+    clock = utc_now  # the one wall clock: every decision and timer reads the time from it
     metrics = WorkerMetrics()
     liveness = Liveness(
         stall_seconds=settings.liveness_stall_seconds, blocked_seconds=settings.liveness_loop_blocked_seconds
@@ -85,7 +89,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         engine=engine,
         parse=termination_command,
         apply=termination_applier(
-            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions
+            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
         ),
         send_all=send_all,
         consumer_group=settings.consumer_group,
@@ -98,15 +102,20 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         services.kafka_bootstrap_servers,
         group_id=settings.consumer_group,
         topic=Topic.SUBSCRIPTION_RENEWED.value,
+        clock=clock,
         **kafka_options,
     )
     timers = ExpiryTimers(
-        engine, check_seconds=settings.expiry_check_seconds, after_fire=relay.wake, probe=read_probe
+        engine,
+        check_seconds=settings.expiry_check_seconds,
+        after_fire=relay.wake,
+        clock=clock,
+        probe=read_probe,
     )
     expired = BatchPipeline(
         engine=engine,
         parse=expiry_command,
-        apply=expiry_applier(GracePeriod(settings.expiry_grace_days)),
+        apply=expiry_applier(GracePeriod(settings.expiry_grace_days), clock=clock),
         send_all=send_all,
         consumer_group=settings.consumer_group,
         retry=retry,
@@ -116,7 +125,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     renewed = BatchPipeline(
         engine=engine,
         parse=renewal_command,
-        apply=renewal_applier(),
+        apply=renewal_applier(clock=clock),
         send_all=send_all,
         consumer_group=settings.consumer_group,
         retry=retry,
@@ -130,7 +139,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         security=security,
         middlewares=[metrics.faststream_middleware()],
     )
-    inputs: dict[Topic, BatchPipeline[Any]] = {
+    inputs: dict[Topic, Processor] = {
         Topic.TERMINATION_REQUESTED: terminations,
         Topic.SUBSCRIPTION_EXPIRED: expired,
         Topic.SUBSCRIPTION_RENEWED: renewed,

@@ -1,5 +1,5 @@
 """A private PostgreSQL server that a test stops and starts again, as an operator restarting the
-database would: same port, same data. Built on worker.infra.embedded_postgres; blocking, so async
+database would: same port, same data. Built on worker.infra.postgres.embedded_postgres; blocking, so async
 tests call its methods through asyncio.to_thread."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from worker.infra import embedded_postgres
+from worker.infra.postgres import embedded_postgres
 
 _READY_TIMEOUT = 60.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from worker.infra.embedded import LOCALHOST, free_port
+from worker.infra.processes import LOCALHOST, free_port
 
 _CHUNK = 64 * 1024
 

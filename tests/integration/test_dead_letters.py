@@ -24,7 +24,7 @@ from tests.integration.harness import (
 )
 from worker.app import Worker
 from worker.engine.topics_admin import ensure_topics
-from worker.infra import embedded_kafka
+from worker.infra.tansu import embedded_kafka
 
 pytestmark = pytest.mark.integration
 

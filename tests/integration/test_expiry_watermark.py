@@ -20,7 +20,8 @@ from tests.integration.harness import unique
 from worker.config.settings import async_database_url
 from worker.db.migrate import upgrade_to_head
 from worker.db.tables import expiry_timer_failures, expiry_timers, read_progress
-from worker.domain.grace_period import ExpiryOutcome, GracePeriod, RenewalOutcome
+from worker.domain.grace_period import GracePeriod
+from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome
 from worker.engine.runtime import create_engine
 from worker.expiry import plan as expiry_plan
 from worker.expiry import store as expiry_store

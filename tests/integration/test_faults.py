@@ -43,8 +43,8 @@ from tests.integration.stoppable_postgres import stoppable_postgres
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.worker_processes import TopicPartitions, WorkerProcess, worker_env
 from worker.config.settings import Settings
-from worker.infra import TANSU_GROUP_SETTINGS, embedded_kafka
-from worker.infra.embedded import LOCALHOST, free_port
+from worker.infra.processes import LOCALHOST, free_port
+from worker.infra.tansu import TANSU_GROUP_SETTINGS, embedded_kafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -266,7 +266,7 @@ async def private_broker() -> AsyncIterator[str]:
 
 
 # Tansu reads these from the environment; a developer's shell must not redirect it (as in
-# worker.infra.embedded).
+# worker/infra/tansu.py).
 _TANSU_VARIABLES = ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")
 
 

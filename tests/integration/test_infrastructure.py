@@ -24,7 +24,8 @@ from faststream.kafka.annotations import Consumer, KafkaMessage
 from sqlalchemy import text
 
 from worker.engine.runtime import create_engine
-from worker.infra import embedded_kafka, embedded_postgres
+from worker.infra.postgres import embedded_postgres
+from worker.infra.tansu import embedded_kafka
 
 TopicFactory = Callable[[int], Awaitable[str]]
 Handler = Callable[[KafkaMessage, Consumer], Awaitable[None]]

@@ -27,7 +27,7 @@ from worker.app import Services, Worker, build_worker
 from worker.config.settings import Settings
 from worker.db.migrate import alembic_config, head_revision, upgrade_to_head
 from worker.engine.runtime import create_engine
-from worker.infra import embedded_kafka
+from worker.infra.tansu import embedded_kafka
 from worker.ops.health import LIVE_PATH, METRICS_PATH, READY_PATH, Check, HttpServer, Readiness
 
 pytestmark = pytest.mark.integration

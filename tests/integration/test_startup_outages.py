@@ -19,7 +19,7 @@ from schemas.topics import Topic
 from tests.integration.harness import OutputWatcher, event, publish, termination_data, unique
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.worker_processes import WorkerProcess, worker_env
-from worker.infra.embedded import LOCALHOST
+from worker.infra.processes import LOCALHOST
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from schemas.topics import Topic
 from tests.integration.harness import unique, worker_settings
 from tests.integration.test_operability import eventually, is_ready, scrape, serving, value, with_name
 from worker.db.tables import outbox
-from worker.infra import embedded_kafka
+from worker.infra.tansu import embedded_kafka
 from worker.ops.logs import RepeatLimiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

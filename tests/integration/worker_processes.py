@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from worker.infra.embedded import LOCALHOST, free_port
+from worker.infra.processes import LOCALHOST, free_port
 
 TopicPartitions = frozenset[tuple[str, int]]
 

@@ -15,8 +15,9 @@ from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
 from worker.db.inbox import Redelivery
 from worker.db.tables import expiry_timers, metadata, outbox, terminations
-from worker.domain.grace_period import ExpiryOutcome, GracePeriod, RenewalOutcome
+from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
+from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome
 from worker.engine.failures import IdempotencyConflict
 from worker.engine.parsing import payload_digest
 from worker.engine.wire_to_domain import termination_terms

@@ -75,6 +75,12 @@ async def stored_rows(engine: AsyncEngine) -> dict[str, int]:
     return counts | {f"outbox:{topic}": int(n) for topic, n in topics}
 
 
+async def terminated_at(engine: AsyncEngine, subscription_id: str) -> datetime | None:
+    async with engine.connect() as conn:
+        stored = select(terminations.c.terminated_at).where(terminations.c.subscription_id == subscription_id)
+        return await conn.scalar(stored)
+
+
 async def events_of(engine: AsyncEngine, request_ids: set[str]) -> Counter[tuple[str, str]]:
     """(request_id, topic) of each stored event naming one of `request_ids`."""
     async with engine.connect() as conn:
@@ -138,7 +144,7 @@ async def test_the_applier_hands_a_conflict_to_the_dead_lettering_by_its_index(d
     fresh = command_for(termination_data())
     conflicting = replace(first, payload_sha256=b"another payload")
     decided: list[CommandResult] = []
-    applier = termination_applier(RefundPolicy(), decided.extend)
+    applier = termination_applier(RefundPolicy(), decided.extend, clock=lambda: NOW)
 
     async with database.begin() as conn:
         applied = await applier(conn, [fresh, conflicting])
@@ -146,6 +152,17 @@ async def test_the_applier_hands_a_conflict_to_the_dead_lettering_by_its_index(d
 
     assert [(index, type(error)) for index, error in applied.conflicts] == [(1, IdempotencyConflict)]
     assert [r.outcome for r in decided] == [Outcome.TERMINATED, Outcome.CONFLICT]
+
+
+async def test_the_applier_decides_at_the_time_its_clock_gives(database: AsyncEngine) -> None:
+    command = command_for(termination_data())
+    decided_at = datetime(2021, 4, 21, 9, 30, tzinfo=UTC)
+    applier = termination_applier(RefundPolicy(), lambda results: None, clock=lambda: decided_at)
+
+    async with database.begin() as conn:
+        await applier(conn, [command])
+
+    assert await terminated_at(database, command.subscription_id) == decided_at
 
 
 async def test_a_second_request_for_a_terminated_subscription_is_rejected_as_already_terminated(

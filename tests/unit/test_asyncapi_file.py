@@ -18,8 +18,9 @@ from schemas.events import DATA_MODELS
 from schemas.examples import EXAMPLES
 from schemas.export import data_schema
 from schemas.topics import TOPICS, Topic
-from worker.entrypoints.asyncapi import DOCUMENT_PATH, build_document, message_name, render
+from worker.entrypoints.asyncapi import DOCUMENT_PATH, build_document, render
 from worker.entrypoints.asyncapi import _agree_with_worker as agree_with_worker
+from worker.entrypoints.asyncapi_topics import message_name
 from worker.entrypoints.cli import app
 
 REGENERATE = "run refund-worker asyncapi --output schemas/asyncapi.json and commit it"

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.unit.test_dlq import AT_3_AM
-from worker.dlq import cli as dlq_cli
+from worker.dlq import cluster
 from worker.dlq.letters import DeadLetter
 from worker.dlq.selection import Selection
 from worker.entrypoints.cli import app, unwrapped
@@ -216,8 +216,8 @@ def selections(monkeypatch: pytest.MonkeyPatch) -> list[Selection]:
             letter for letter in AT_3_AM if selection.accepts(letter.key, letter.timestamp_ms, letter.reason)
         ]
 
-    monkeypatch.setattr(dlq_cli, "_kafka", lambda: dlq_cli.Kafka("127.0.0.1:1", {}))
-    monkeypatch.setattr(dlq_cli, "_collect", collect)
+    monkeypatch.setattr(cluster, "kafka_from_settings", lambda: cluster.Kafka("127.0.0.1:1", {}))
+    monkeypatch.setattr(cluster, "collect", collect)
     return seen
 
 

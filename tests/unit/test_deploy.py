@@ -19,7 +19,7 @@ from tests.unit.exact_settings import exact_settings
 from worker.config.settings import Settings
 from worker.entrypoints.cli import app as cli
 from worker.ops.health import LIVE_PATH, READY_PATH
-from worker.ops.observability import WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SETTINGS = {name.upper() for name in Settings.model_fields}

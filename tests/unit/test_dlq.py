@@ -11,11 +11,15 @@ import pytest
 from rich.console import Console
 
 from schemas.errors import InvalidAttribute, NotJson
+from worker.dlq.detail import letter_detail
+from worker.dlq.json_output import letter_json
 from worker.dlq.letters import DeadLetter, NotReplayable, dead_letter_topic_of, replay_record
+from worker.dlq.listing import letters_table
 from worker.dlq.recoverer import REPLAYED_FROM, dead_letter
-from worker.dlq.render import header_text, key_text, letter_detail, letter_json, letters_table, summary_lines
 from worker.dlq.replay import POISON_NAMED, ReplayOutcome, replay_letters
+from worker.dlq.replay_report import summary_lines
 from worker.dlq.selection import InvalidSelection, Selection, parse_time
+from worker.dlq.text import header_text, key_text
 from worker.engine.failures import IdempotencyConflict, RetriesExhausted
 from worker.engine.records import InboundRecord, OutboundRecord
 

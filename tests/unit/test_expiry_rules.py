@@ -1,4 +1,5 @@
-"""worker.domain.grace_period: the deadline, what a renewal cancels, and what each expiry and renewal does."""
+"""worker.domain.grace_period and timer_verdicts: the deadline, what a renewal cancels, and what each
+expiry and renewal does."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ from worker.domain.errors import DomainError
 from worker.domain.grace_period import (
     DEFAULT_GRACE_DAYS,
     CancelledBy,
-    ExpiryOutcome,
     GracePeriod,
-    RenewalOutcome,
     Timer,
     TimerState,
-    judge_expiry,
-    judge_renewal,
     renewal_cancels,
 )
+from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome, judge_expiry, judge_renewal
 
 EXPIRED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 GRACE = GracePeriod(DEFAULT_GRACE_DAYS)

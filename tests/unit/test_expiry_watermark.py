@@ -1,5 +1,5 @@
-"""worker.domain.grace_period: the low watermark of subscription-renewed, when a timer is due, the
-instants a timer can hold; and the timer loop's use of them."""
+"""worker.domain.watermark and grace_period: the low watermark of subscription-renewed, when a timer
+is due, the instants a timer can hold; and the timer loop's use of them."""
 
 from __future__ import annotations
 
@@ -16,13 +16,10 @@ from worker.domain.grace_period import (
     LATEST_INSTANT,
     GracePeriod,
     InstantOutOfRange,
-    ReadProgress,
     Timer,
     TimerState,
-    deadline_reached,
-    event_time_read,
-    low_watermark,
 )
+from worker.domain.watermark import ReadProgress, deadline_reached, event_time_read, low_watermark
 from worker.engine.failures import FailureKind, classify
 from worker.expiry import timers as expiry
 from worker.expiry.firing import FireReport

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from worker.engine.failures import FailureKind
+from worker.engine.observer import ObserverGroup, PipelineObserver
 from worker.engine.outage import RetryPolicy
-from worker.engine.pipeline import Applied, BatchPipeline, ObserverGroup, PipelineObserver
+from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord
 from worker.ops.health import Check
 from worker.ops.liveness import Liveness
@@ -137,26 +139,26 @@ async def test_the_pipeline_tells_every_observer_when_it_takes_and_hands_a_batch
         def batch_handled(self, records: Sequence[InboundRecord], seconds: float) -> None:
             self.events.append("handled")
 
-    async def apply(conn: object, commands: Sequence[bytes | None]) -> Applied:
+    class Connection:
+        async def execute(self, statement: object, parameters: object = None) -> None:
+            return None
+
+    async def apply(conn: Connection, commands: Sequence[bytes | None]) -> Applied:
         return Applied([])
 
     class Engine:
-        def begin(self) -> object:
-            class Transaction:
-                async def __aenter__(self) -> object:
-                    return object()
+        @asynccontextmanager
+        async def begin(self) -> AsyncIterator[Connection]:
+            yield Connection()
 
-                async def __aexit__(self, *exc: object) -> None:
-                    return None
-
-            return Transaction()
+        connect = begin
 
     async def send_all(records: object) -> None:
         return None
 
     first, second = Seen(), Seen()
-    pipeline: BatchPipeline[bytes | None] = BatchPipeline(
-        engine=Engine(),  # type: ignore[arg-type]
+    pipeline: BatchPipeline[Connection, bytes | None] = BatchPipeline(
+        engine=Engine(),
         parse=lambda record: record.value,
         apply=apply,
         send_all=send_all,

@@ -6,10 +6,9 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.envelope import binary_headers
 from schemas.errors import NotJson
@@ -20,7 +19,7 @@ from worker.engine.outage import RetryPolicy
 from worker.engine.parsing import termination_command
 from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
-from worker.ops.observability import WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 from worker.terminations.commands import CommandResult, Outcome
 
 TOPIC = "termination-requested"
@@ -92,6 +91,11 @@ def test_decisions_without_a_refund_count_as_decisions_only() -> None:
         assert sample(metrics, "refund_worker_decisions_total", outcome=outcome) == 1
 
 
+class Connection:
+    async def execute(self, statement: object, parameters: object = None) -> None:
+        return None
+
+
 class Database:
     """Stands in for the engine: refuses the first `down_for` transactions, as a database away would."""
 
@@ -99,11 +103,11 @@ class Database:
         self.down_for = down_for
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def begin(self) -> AsyncIterator[Connection]:
         if self.down_for > 0:
             self.down_for -= 1
             raise ConnectionRefusedError(111, "Connect call failed")
-        yield cast(AsyncConnection, object())
+        yield Connection()
 
     connect = begin
 
@@ -114,7 +118,7 @@ def parse(record: InboundRecord) -> str:
     return str(record.offset)
 
 
-async def apply(conn: AsyncConnection, commands: Sequence[str]) -> Applied:
+async def apply(conn: Connection, commands: Sequence[str]) -> Applied:
     return Applied([])
 
 

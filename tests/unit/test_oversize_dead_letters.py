@@ -4,11 +4,9 @@ saying so, and the whole original kept in PostgreSQL; its batch is never rewound
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from schemas.errors import NotJson
 from schemas.limits import DEAD_LETTER_MAX_BYTES, KEY_MAX_BYTES
@@ -20,6 +18,7 @@ from worker.dlq.recoverer import (
     fit_for_broker,
     record_size,
 )
+from worker.engine.database import Parameters
 from worker.engine.outage import RetryPolicy
 from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
@@ -79,8 +78,9 @@ class Connection:
     def __init__(self, database: Database) -> None:
         self._database = database
 
-    async def execute(self, statement: object, rows: Sequence[dict[str, Any]] | None = None) -> None:
-        self._database.kept += list(rows or ())
+    async def execute(self, statement: object, parameters: Parameters = None) -> None:
+        rows = [parameters] if isinstance(parameters, Mapping) else parameters or []
+        self._database.kept += [dict(row) for row in rows]
 
 
 class Database:
@@ -91,11 +91,11 @@ class Database:
         self.kept: list[dict[str, Any]] = []
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def begin(self) -> AsyncIterator[Connection]:
         if self.down_for > 0:
             self.down_for -= 1
             raise ConnectionRefusedError(111, "Connect call failed")
-        yield cast(AsyncConnection, Connection(self))
+        yield Connection(self)
 
     connect = begin
 
@@ -113,7 +113,7 @@ class Broker:
         self.acknowledged += records
 
 
-async def nothing_to_apply(conn: AsyncConnection, commands: Sequence[str]) -> Applied:
+async def nothing_to_apply(conn: Connection, commands: Sequence[str]) -> Applied:
     return Applied([])
 
 
@@ -159,7 +159,7 @@ async def test_a_message_the_parser_fails_on_unexpectedly_is_dead_lettered_not_r
 
     applied: list[str] = []
 
-    async def apply(conn: AsyncConnection, commands: Sequence[str]) -> Applied:
+    async def apply(conn: Connection, commands: Sequence[str]) -> Applied:
         applied.extend(commands)
         return Applied([])
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import cast
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import NotJson
 from worker.engine.outage import RetryPolicy
@@ -22,7 +20,7 @@ NO_WAIT = RetryPolicy(unexpected_attempts=3, backoff_seconds=0.0)
 
 
 class Connection:
-    async def execute(self, statement: object) -> None:
+    async def execute(self, statement: object, parameters: object = None) -> None:
         return None
 
 
@@ -33,11 +31,11 @@ class Database:
         self.down_for = down_for
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def begin(self) -> AsyncIterator[Connection]:
         if self.down_for > 0:
             self.down_for -= 1
             raise ConnectionRefusedError(111, "Connect call failed")
-        yield cast(AsyncConnection, Connection())
+        yield Connection()
 
     connect = begin
 
@@ -51,7 +49,7 @@ class Applier:
         self.attempts: dict[str, int] = {}
         self.committed: list[str] = []
 
-    async def __call__(self, conn: AsyncConnection, commands: Sequence[str]) -> Applied:
+    async def __call__(self, conn: Connection, commands: Sequence[str]) -> Applied:
         for command in commands:
             self.attempts[command] = self.attempts.get(command, 0) + 1
         if culprits := self.failing.intersection(commands):
@@ -91,7 +89,7 @@ def records(*values: bytes) -> list[InboundRecord]:
 
 def pipeline(
     applier: Applier, broker: Broker, database: Database | None = None, retry: RetryPolicy = NO_WAIT
-) -> BatchPipeline[str]:
+) -> BatchPipeline[Connection, str]:
     return BatchPipeline(
         engine=database or Database(),
         parse=parse,
@@ -166,8 +164,8 @@ async def test_errors_nobody_classified_as_an_outage_dead_letter_nothing_while_t
     # (a fresh connection) whether it answers at all.
     class DeadPool(Database):
         @asynccontextmanager
-        async def begin(self) -> AsyncIterator[AsyncConnection]:
-            yield cast(AsyncConnection, Connection())
+        async def begin(self) -> AsyncIterator[Connection]:
+            yield Connection()
 
     class Disguised(Applier):
         def __init__(self, database: Database) -> None:
@@ -175,7 +173,7 @@ async def test_errors_nobody_classified_as_an_outage_dead_letter_nothing_while_t
             self.database = database
             self.failed = 0
 
-        async def __call__(self, conn: AsyncConnection, commands: Sequence[str]) -> Applied:
+        async def __call__(self, conn: Connection, commands: Sequence[str]) -> Applied:
             if self.database.down_for > 0:
                 self.failed += 1
                 raise RuntimeError("server closed the connection unexpectedly")

@@ -8,12 +8,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.errors import InvalidEnvelope, InvalidEventData, NotJson
 from schemas.topics import INPUT_TOPICS
@@ -28,8 +27,9 @@ from worker.engine.failures import (
 from worker.engine.outage import Outage, OutageLog, RetryPolicy
 from worker.engine.outbox import OutboxRelay
 from worker.engine.records import InboundRecord, OutboundRecord
+from worker.ops.gauge_sources import DatabaseGauges, read_consumer_lag
 from worker.ops.logs import RepeatLimiter
-from worker.ops.observability import DEAD_LETTER_REASONS, DatabaseGauges, WorkerMetrics, read_consumer_lag
+from worker.ops.metrics import DEAD_LETTER_REASONS, WorkerMetrics
 
 TOPIC = "termination-requested"
 UP = DatabaseGauges(outbox_backlog=3, outbox_oldest_age_seconds=30.0, expiry_timers_due=1)
@@ -61,8 +61,8 @@ async def never_answers() -> Any:
 
 async def test_a_database_away_does_not_stop_the_lag_gauge() -> None:
     metrics = WorkerMetrics()
-    await metrics.refresh_from(database=database_up, broker=lag_of_seven, within=1)
-    await metrics.refresh_from(database=database_away, broker=lambda: _lag(9), within=1)
+    await metrics.gauges.refresh_from(database=database_up, broker=lag_of_seven, within=1)
+    await metrics.gauges.refresh_from(database=database_away, broker=lambda: _lag(9), within=1)
 
     assert sample(metrics, "refund_worker_consumer_lag", topic=TOPIC, partition="0") == 9
     assert sample(metrics, "refund_worker_outbox_backlog") == 3  # its last value, not 0
@@ -72,7 +72,7 @@ async def test_a_database_away_does_not_stop_the_lag_gauge() -> None:
 
 async def test_a_broker_away_does_not_freeze_the_outbox_gauges() -> None:
     metrics = WorkerMetrics()
-    await metrics.refresh_from(database=database_up, broker=broker_away, within=1)
+    await metrics.gauges.refresh_from(database=database_up, broker=broker_away, within=1)
 
     assert sample(metrics, "refund_worker_outbox_backlog") == 3
     assert sample(metrics, "refund_worker_outbox_oldest_age_seconds") == 30
@@ -83,7 +83,9 @@ async def test_a_broker_away_does_not_freeze_the_outbox_gauges() -> None:
 
 async def test_a_source_that_does_not_answer_times_out_without_holding_up_the_other() -> None:
     metrics = WorkerMetrics()
-    await asyncio.wait_for(metrics.refresh_from(database=never_answers, broker=lag_of_seven, within=0.05), 2)
+    await asyncio.wait_for(
+        metrics.gauges.refresh_from(database=never_answers, broker=lag_of_seven, within=0.05), 2
+    )
 
     assert sample(metrics, "refund_worker_consumer_lag", topic=TOPIC, partition="0") == 7
     assert sample(metrics, "refund_worker_dependency_up", dependency="database") == 0
@@ -92,13 +94,13 @@ async def test_a_source_that_does_not_answer_times_out_without_holding_up_the_ot
 async def test_refresh_timestamps_say_how_old_each_sources_gauges_are() -> None:
     metrics = WorkerMetrics()
     assert sample(metrics, "refund_worker_gauges_refreshed_timestamp_seconds", source="database") == 0
-    await metrics.refresh_from(database=database_up, broker=lag_of_seven, within=1)
+    await metrics.gauges.refresh_from(database=database_up, broker=lag_of_seven, within=1)
     first = sample(metrics, "refund_worker_gauges_refreshed_timestamp_seconds", source="broker")
     assert first is not None
     assert first > 0
 
     await asyncio.sleep(0.01)
-    await metrics.refresh_from(database=database_up, broker=broker_away, within=1)
+    await metrics.gauges.refresh_from(database=database_up, broker=broker_away, within=1)
     assert sample(metrics, "refund_worker_gauges_refreshed_timestamp_seconds", source="broker") == first
     database = sample(metrics, "refund_worker_gauges_refreshed_timestamp_seconds", source="database")
     assert database is not None
@@ -111,8 +113,8 @@ async def test_a_source_away_for_many_scrapes_is_logged_when_it_goes_and_when_it
     metrics = WorkerMetrics()
     with caplog.at_level(logging.WARNING, logger="worker.ops.observability"):
         for _ in range(20):
-            await metrics.refresh_from(database=database_away, broker=lag_of_seven, within=1)
-        await metrics.refresh_from(database=database_up, broker=lag_of_seven, within=1)
+            await metrics.gauges.refresh_from(database=database_away, broker=lag_of_seven, within=1)
+        await metrics.gauges.refresh_from(database=database_up, broker=lag_of_seven, within=1)
 
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2, messages
@@ -151,7 +153,7 @@ class Consumer:
 
 async def test_lag_counts_from_the_groups_committed_offsets_not_the_consumers_position() -> None:
     consumer = Consumer(ends={0: 120, 1: 50, 2: 10}, committed={0: 100, 1: 50, 2: None}, beginnings={2: 4})
-    lags = await read_consumer_lag([cast(AIOKafkaConsumer, consumer)])
+    lags = await read_consumer_lag([consumer])
     assert lags == {(TOPIC, 0): 20, (TOPIC, 1): 0, (TOPIC, 2): 6}
 
 
@@ -266,12 +268,12 @@ class Database:
         self.answered = asyncio.Event()
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def begin(self) -> AsyncIterator[Connection]:
         if self.down_for > 0:
             self.down_for -= 1
             raise ConnectionRefusedError(111, "Connect call failed")
         self.answered.set()
-        yield cast(AsyncConnection, Connection())
+        yield Connection()
 
     connect = begin
 

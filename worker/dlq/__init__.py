@@ -2,5 +2,8 @@
 
 selection: which dead letters (the filters list and replay share), letters: one dead letter and
 what replaying it sends, kafka: reading a dead-letter topic and republishing, replay: the replay
-run, render: tables for people, cli: the typer commands.
+run. The command line: cli (the typer commands), options (their options), cluster (what they do on
+Kafka), exits (one-line failures and exit statuses). For people: text (values as text), listing
+(`list`'s table), detail (`show`'s page), json_output (`--output json`), replay_report (`replay`'s
+summary). recoverer: writing dead letters, for the pipeline.
 """

@@ -1,2 +1,3 @@
-"""The message engine: records, parsing, the batch pipeline and its failure classes, the outbox,
-topic admin, the Kafka runtime and start-up."""
+"""The message engine: records, parsing, the batch pipeline (`pipeline`; what it needs of the
+database, `database`; its dead-lettering, `dead_letters`; what it reports, `observer`) and its
+failure classes, outage and retry, the outbox, topic admin, the Kafka runtime and start-up."""

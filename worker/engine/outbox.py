@@ -22,9 +22,9 @@ from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
 from worker.db.inbox import one_of
 from worker.db.tables import outbox
+from worker.engine.database import Database, Queries
 from worker.engine.failures import FailureKind, classify
 from worker.engine.outage import Outage, RetryPolicy
-from worker.engine.pipeline import Database
 from worker.engine.records import OutboundRecord, SendAll
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class OutboxRelay:
     the commit publishes the same events again with the same ce_id (at least once, de-duplicable).
     """
 
-    def __init__(self, engine: Database, send_all: SendAll, *, source: str, batch_size: int) -> None:
+    def __init__(self, engine: Database[Queries], send_all: SendAll, *, source: str, batch_size: int) -> None:
         self._engine = engine
         self._send_all = send_all
         self._source = source
@@ -86,7 +86,7 @@ class OutboxRelay:
 
     async def run(self, poll_seconds: float) -> None:
         """Relay until cancelled; failures are retried with jittered backoff, never lost. An outage
-        is logged as it starts, now and then while it lasts and when it ends (worker.engine.pipeline.Outage);
+        is logged as it starts, now and then while it lasts and when it ends (worker.engine.outage.Outage);
         only an error that is no outage carries its traceback, on its first line."""
         meanwhile = "unsent events stay in the outbox; retrying with backoff"
         outage = Outage(

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
-from worker.dlq.render import plural
+from worker.dlq.text import plural
 
 SEED_REQUESTS = Path(__file__).with_name("seed_requests.jsonl")
 _SOURCE = "/refund-worker/entrypoints/demo"

@@ -14,12 +14,9 @@ from rich.console import Console
 from worker.app import Services, Worker, build_worker
 from worker.config.settings import Settings, redacted
 from worker.engine.failures import StartupFailed
-from worker.infra.embedded import (
-    EXTRA_MISSING,
-    embedded_kafka,
-    embedded_postgres,
-    embedded_services_installed,
-)
+from worker.infra.extra import EXTRA_MISSING, embedded_services_installed
+from worker.infra.postgres import embedded_postgres
+from worker.infra.tansu import embedded_kafka
 from worker.ops.health import HttpServer, bind
 from worker.ops.logs import configure_logging
 

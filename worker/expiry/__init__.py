@@ -7,12 +7,12 @@ verdicts, pure); then `firing` (one round of due timers), `timers` (the backgrou
 The expiry lifecycle (contract section 3): expiries become durable timers, due timers terminate.
 
 - `service.apply_expiry_batch`: each `subscription-expired` arms, re-arms or ignores the subscription's
-  timer (worker.domain.grace_period decides), in the caller's transaction.
+  timer (worker.domain.timer_verdicts decides), in the caller's transaction.
 - `service.apply_renewal_batch`: each `subscription-renewed` is kept, and cancels a pending timer whose
   grace period it falls in.
 - `firing.fire_due_timers`: one transaction terminates the subscriptions whose timers are due, with a
   `subscription-terminated` event in the outbox. Due means: the deadline is at or before the low
-  watermark of subscription-renewed (worker.domain.grace_period.low_watermark over the read_progress
+  watermark of subscription-renewed (worker.domain.watermark.low_watermark over the read_progress
   rows, `read_progress`), so a renewal still unread in a backlog is never overtaken.
   Only one worker fires at a time (an advisory lock), and the timer rows are claimed FOR UPDATE
   SKIP LOCKED, so a timer fires once however many workers run; a termination request that got

@@ -6,10 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from worker.db.inbox import Redelivery
-from worker.domain.grace_period import (
-    ExpiryOutcome,
-    RenewalOutcome,
-)
+from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.outputs import UNKNOWN_CURRENCY_AMOUNT, NoRefundReason, SubscriptionTerminated, TerminationCause
-from worker.domain.grace_period import (
-    Timer,
-    event_time_read,
-    require_in_range,
-)
+from worker.domain.grace_period import Timer, require_in_range
+from worker.domain.watermark import event_time_read
 from worker.engine.outbox import OutboxEvent, derived_id
 from worker.expiry.commands import RenewalCommand
 

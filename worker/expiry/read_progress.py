@@ -11,7 +11,7 @@ Two kinds of evidence, per (topic, partition), in the table read_progress (docs/
   before that clock reading is stored. It answers for every partition, whichever worker (or
   none) holds it, and for a partition that is empty.
 
-worker.domain.grace_period.low_watermark turns the rows into the watermark.
+worker.domain.watermark.low_watermark turns the rows into the watermark.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -30,7 +30,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.tables import read_progress
-from worker.domain.grace_period import ReadProgress
+from worker.domain.watermark import ReadProgress
+from worker.engine.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,6 @@ async def progress_of(conn: AsyncConnection, topic: str) -> list[ReadProgress]:
     return [ReadProgress(partition, through, caught) for partition, through, caught in rows]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class ReadProbe:
     """Asks the broker how far `group_id` has read `topic` (see the module's docstring).
 
@@ -133,7 +130,7 @@ class ReadProbe:
         group_id: str,
         topic: str,
         timeout_seconds: float = PROBE_TIMEOUT_SECONDS,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         **client_options: Any,
     ) -> None:
         self._bootstrap = bootstrap_servers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
@@ -18,12 +18,9 @@ from worker.db.tables import (
     inbox,
     subscription_renewals,
 )
-from worker.domain.grace_period import (
-    GracePeriod,
-    RenewalOutcome,
-    judge_expiry,
-    judge_renewal,
-)
+from worker.domain.grace_period import GracePeriod
+from worker.domain.timer_verdicts import RenewalOutcome, judge_expiry, judge_renewal
+from worker.engine.clock import utc_now
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
 from worker.engine.pipeline import Applied, Apply
 from worker.expiry.commands import ExpiryCommand, ExpiryResult, RenewalCommand, RenewalResult
@@ -146,11 +143,9 @@ async def apply_renewal_batch(
     return results
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def expiry_applier(grace: GracePeriod, clock: Callable[[], datetime] = utc_now) -> Apply[ExpiryCommand]:
+def expiry_applier(
+    grace: GracePeriod, clock: Callable[[], datetime] = utc_now
+) -> Apply[AsyncConnection, ExpiryCommand]:
     async def apply(conn: AsyncConnection, commands: Sequence[ExpiryCommand]) -> Applied:
         results = await apply_expiry_batch(conn, commands, grace=grace, now=clock())
         conflicts = _conflicts([(r.command.ce_id, r.outcome) for r in results])
@@ -159,7 +154,7 @@ def expiry_applier(grace: GracePeriod, clock: Callable[[], datetime] = utc_now) 
     return apply
 
 
-def renewal_applier(clock: Callable[[], datetime] = utc_now) -> Apply[RenewalCommand]:
+def renewal_applier(clock: Callable[[], datetime] = utc_now) -> Apply[AsyncConnection, RenewalCommand]:
     async def apply(conn: AsyncConnection, commands: Sequence[RenewalCommand]) -> Applied:
         results = await apply_renewal_batch(conn, commands, now=clock())
         conflicts = _conflicts([(r.command.ce_id, r.outcome) for r in results])

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from worker.engine.clock import utc_now
 from worker.engine.failures import FailureKind, brief, classify
 from worker.engine.outage import OutageLog, jittered
 from worker.expiry.firing import FIRE_BATCH_SIZE, FireReport, fire_due_timers
@@ -18,7 +19,6 @@ from worker.expiry.read_progress import (
     CaughtUp,
     ReadProbe,
 )
-from worker.expiry.service import utc_now
 
 log = logging.getLogger("worker.expiry")
 decisions = logging.getLogger("worker.decisions")

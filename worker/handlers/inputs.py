@@ -22,9 +22,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer, KafkaMessage
 
 from schemas.topics import Topic
-from worker.engine.pipeline import BatchPipeline, BatchReport
+from worker.engine.pipeline import BatchReport
 from worker.engine.records import InboundRecord, next_offsets
-from worker.handlers.batch import handle_batch, raw_decoder, raw_parser
+from worker.handlers.batch import Processor, handle_batch, raw_decoder, raw_parser
 
 DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
     {
@@ -40,7 +40,7 @@ DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
 class InputRouter:
     """Hands each topic's records of a batch to that topic's pipeline, topic by topic."""
 
-    def __init__(self, pipelines: Mapping[Topic, BatchPipeline[Any]]) -> None:
+    def __init__(self, pipelines: Mapping[Topic, Processor]) -> None:
         self._pipelines = {topic.value: pipeline for topic, pipeline in pipelines.items()}
 
     @property
@@ -61,7 +61,7 @@ class InputRouter:
 
 
 def subscribe_inputs(
-    broker: KafkaBroker, pipelines: Mapping[Topic, BatchPipeline[Any]], consumer_options: dict[str, Any]
+    broker: KafkaBroker, pipelines: Mapping[Topic, Processor], consumer_options: dict[str, Any]
 ) -> None:
     router = InputRouter(pipelines)
 

@@ -1,19 +1,4 @@
-"""Local infrastructure the worker can start by itself: an embedded Kafka broker and PostgreSQL."""
-
-from worker.infra.embedded import (
-    EXTRA_MISSING,
-    TANSU_GROUP_SETTINGS,
-    EmbeddedServiceError,
-    embedded_kafka,
-    embedded_postgres,
-    embedded_services_installed,
-)
-
-__all__ = [
-    "EXTRA_MISSING",
-    "TANSU_GROUP_SETTINGS",
-    "EmbeddedServiceError",
-    "embedded_kafka",
-    "embedded_postgres",
-    "embedded_services_installed",
-]
+"""Local infrastructure the worker can start by itself, for a laptop and the tests: `tansu` (an
+embedded Kafka-compatible broker), `postgres` (an embedded PostgreSQL; `postgres_binaries`: its
+binaries and the account that runs them), both child processes of `processes`; `extra`: whether
+they are installed."""

@@ -31,7 +31,7 @@ from prometheus_client import make_asgi_app
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from worker.db.migrate import head_revision, known_revisions, schema_revision
-from worker.ops.observability import WorkerMetrics
+from worker.ops.metrics import WorkerMetrics
 
 if TYPE_CHECKING:
     from worker.ops.liveness import Liveness
@@ -155,7 +155,7 @@ def http_routes(
     render = make_asgi_app(metrics.registry)
 
     async def metrics_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        await metrics.refresh(engine, broker, within=timeout)
+        await metrics.gauges.refresh(engine, broker, within=timeout)
         await render(scope, receive, send)
 
     return [(LIVE_PATH, live), (READY_PATH, ready), (METRICS_PATH, metrics_endpoint)]

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from worker.engine.failures import FailureKind
-from worker.engine.pipeline import PipelineObserver
+from worker.engine.observer import PipelineObserver
 from worker.engine.records import InboundRecord
 from worker.ops.health import Check
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +23,7 @@ from worker.domain.never_twice import (
     judge_request,
 )
 from worker.domain.policy import RefundPolicy
+from worker.engine.clock import utc_now
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
 from worker.engine.pipeline import Applied, Apply
 from worker.terminations.commands import CommandResult, Outcome, TerminationCommand
@@ -123,16 +124,19 @@ def _judge(
 
 
 def termination_applier(
-    policy: RefundPolicy, on_decisions: Callable[[Sequence[CommandResult]], None]
-) -> Apply[TerminationCommand]:
-    """`on_decisions` sees the results once committed (metrics); each decision is logged then too."""
+    policy: RefundPolicy,
+    on_decisions: Callable[[Sequence[CommandResult]], None],
+    clock: Callable[[], datetime] = utc_now,
+) -> Apply[AsyncConnection, TerminationCommand]:
+    """`on_decisions` sees the results once committed (metrics); each decision is logged then too.
+    `clock` says when each batch is decided: its `terminated_at` and `issued_at`."""
 
     def committed(results: Sequence[CommandResult]) -> None:
         _log_decisions(results)
         on_decisions(results)
 
     async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
-        results = await apply_termination_batch(conn, commands, policy=policy, now=datetime.now(UTC))
+        results = await apply_termination_batch(conn, commands, policy=policy, now=clock())
         conflicts: list[tuple[int, PoisonMessage]] = [
             (index, IdempotencyConflict(_conflict_message(result.command)))
             for index, result in enumerate(results)

@@ -1,0 +1,91 @@
+"""What the scraped gauges show, read from their sources: the outbox backlog and the due expiry
+timers from the database, the consumer group's lag from the broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from worker.db.tables import expiry_timers, outbox
+from worker.expiry.store import due_clause
+
+Lags: TypeAlias = dict[tuple[str, int], int]
+"""(topic, partition) -> messages not yet committed by the group."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseGauges:
+    outbox_backlog: int
+    outbox_oldest_age_seconds: float
+    expiry_timers_due: int
+
+
+class CommittedOffsets(Protocol):
+    """What the lag needs of a consumer (an AIOKafkaConsumer is one): its partitions, their end and
+    beginning offsets, and what the group has committed."""
+
+    def assignment(self) -> Set[TopicPartition]: ...
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    async def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    async def committed(self, partition: TopicPartition) -> int | None: ...
+
+
+async def read_database_gauges(engine: AsyncEngine) -> DatabaseGauges:
+    async with engine.connect() as conn:
+        backlog, oldest_age = (
+            await conn.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.extract("epoch", func.now() - func.min(outbox.c.created_at)), 0),
+                ).where(outbox.c.sent_at.is_(None))
+            )
+        ).one()
+        due = await _expiry_timers_due(conn)
+    return DatabaseGauges(int(backlog), float(oldest_age), due)
+
+
+async def _expiry_timers_due(conn: AsyncConnection) -> int:
+    # A database whose migrations are behind may not have the table yet: nothing is due then.
+    exists = await conn.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": expiry_timers.name})
+    if not exists:
+        return 0
+    due = select(func.count()).where(due_clause(func.now()))
+    return int(await conn.scalar(due) or 0)
+
+
+async def read_consumer_lag(consumers: Iterable[CommittedOffsets]) -> Lags:
+    """For each assigned partition: the log end offset minus the group's committed offset (the
+    earliest offset where the group has committed nothing yet, as `auto_offset_reset=earliest`).
+
+    Committed, not the consumer's position: while the database is away the position runs ahead
+    over the batch in hand, but nothing is committed, and the lag must say so."""
+    lags: Lags = {}
+    for consumer in consumers:
+        assigned = sorted(consumer.assignment())
+        if not assigned:
+            continue
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
+        committed = dict(zip(assigned, await asyncio.gather(*map(consumer.committed, assigned)), strict=True))
+        never = [partition for partition in assigned if committed[partition] is None]
+        starts: dict[TopicPartition, int] = await consumer.beginning_offsets(never) if never else {}
+        for partition in assigned:
+            done = committed[partition]
+            lags[(partition.topic, partition.partition)] = max(
+                ends[partition] - (starts[partition] if done is None else done), 0
+            )
+    return lags
+
+
+def consumers_of(broker: KafkaBroker) -> list[AIOKafkaConsumer]:
+    found: list[Any] = [getattr(subscriber, "consumer", None) for subscriber in broker.subscribers]
+    return [consumer for consumer in found if isinstance(consumer, AIOKafkaConsumer)]

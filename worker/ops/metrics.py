@@ -1,0 +1,131 @@
+"""The worker's Prometheus metrics: every name in one place, fed by hooks where things happen.
+
+The pipeline reports through `PipelineObserver` (worker/engine/observer.py; worker/ops/observability.py
+counts) and the composition root hands decisions to `record_decisions`, so neither the pipeline nor
+the domain imports a metric. The gauges of shared state are read when Prometheus scrapes
+(worker/ops/scraped_gauges.py). Every counter series whose labels are known in advance is
+exported at 0 from the start, so an alert on `increase()` fires on the first event after a start,
+not the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+)
+
+from schemas.topics import INPUT_TOPICS
+from worker.engine.failures import FailureKind
+from worker.ops.observability import MetricsObserver
+from worker.ops.scraped_gauges import PREFIX, ScrapedGauges
+from worker.terminations.commands import CommandResult, Outcome
+
+# Handling a batch takes milliseconds when all is well and tens of seconds while the database is
+# away (the pipeline waits it out), so the buckets span both.
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+# Every `reason` worker.engine.failures.failure_reason gives (tests/unit/test_telemetry_under_outage.py
+# checks).
+DEAD_LETTER_REASONS = (
+    "not_json",
+    "invalid_envelope",
+    "invalid_data",
+    "domain_refused",
+    "idempotency_conflict",
+    "retries_exhausted",
+    "poison",
+    "unexpected",
+)
+
+
+class WorkerMetrics:
+    """The metrics of one worker, in a registry of its own (tests run several workers in one process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or _registry_with_process_metrics()
+        r = self.registry
+        self.consumed = Counter(
+            f"{PREFIX}_messages_consumed", "Input messages handled and committed.", ["topic"], registry=r
+        )
+        self.failed = Counter(
+            f"{PREFIX}_messages_failed",
+            "Messages in a failed attempt, by failure kind (worker/engine/failures.py): poison counts each "
+            "poison message once; contention, infrastructure and unexpected count every message of "
+            "each attempt that failed so and was retried.",
+            ["topic", "kind"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            f"{PREFIX}_dead_lettered", "Messages sent to <topic>-dlt.", ["topic", "reason"], registry=r
+        )
+        self.refunds_issued = Counter(
+            f"{PREFIX}_refunds_issued", "Refunds above zero decided.", ["currency", "method"], registry=r
+        )
+        self.refunded_amount = Counter(
+            f"{PREFIX}_refunded_amount",
+            "Sum of refunds decided, in the currency's major unit (exact minor units converted at the edge).",
+            ["currency"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            f"{PREFIX}_decisions", "Termination requests decided, by outcome.", ["outcome"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            f"{PREFIX}_batch_seconds",
+            "Time to handle one batch: parse, decide and commit, dead-letter.",
+            ["topic"],
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=r,
+        )
+        self.gauges = ScrapedGauges(r)
+        """The outbox, the expiry timers, the consumer's lag and the dependencies, read at each scrape."""
+        self._export_known_series()
+
+    def _export_known_series(self) -> None:
+        """Every series whose labels are known before the first event, at 0 (currencies are not
+        known in advance: their series appear with their first refund)."""
+        for topic in (topic.value for topic in INPUT_TOPICS):
+            self.consumed.labels(topic)
+            self.batch_seconds.labels(topic)
+            for kind in FailureKind:
+                self.failed.labels(topic, kind.value)
+            for reason in DEAD_LETTER_REASONS:
+                self.dead_lettered.labels(topic, reason)
+        for outcome in Outcome:
+            self.decisions.labels(outcome.value)
+
+    def faststream_middleware(self) -> KafkaPrometheusMiddleware:
+        """FastStream's own consume/publish metrics (refund_worker_received_messages_total, ...)."""
+        return KafkaPrometheusMiddleware(
+            registry=self.registry, app_name="refund-worker", metrics_prefix=PREFIX
+        )
+
+    def observer(self) -> MetricsObserver:
+        return MetricsObserver(self)
+
+    def record_decisions(self, results: Iterable[CommandResult]) -> None:
+        """Count committed decisions; a refund's amount goes from exact minor units to a float here only."""
+        for result in results:
+            self.decisions.labels(result.outcome.value).inc()
+            decision = result.decision
+            if result.outcome is not Outcome.TERMINATED or decision is None or not decision.refundable:
+                continue
+            currency = decision.amount.currency.code
+            method = decision.method.value if decision.method else "none"
+            self.refunds_issued.labels(currency, method).inc()
+            self.refunded_amount.labels(currency).inc(float(decision.amount.to_decimal()))
+
+
+def _registry_with_process_metrics() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
