@@ -83,7 +83,7 @@ class Raw:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
 
 
 def event(topic: Topic, data: dict[str, Any], ce_id: str | None = None) -> Raw:
@@ -92,7 +92,7 @@ def event(topic: Topic, data: dict[str, Any], ce_id: str | None = None) -> Raw:
     headers = binary_headers(
         event_id=ce_id or unique("ce"), source=SOURCE, ce_type=spec.ce_type, time=datetime.now(UTC)
     )
-    return Raw(topic.value, str(data[spec.key_field]).encode(), json.dumps(data).encode(), headers)
+    return Raw(topic.value, str(data[spec.key_field]).encode(), json.dumps(data).encode(), list(headers))
 
 
 async def publish(bootstrap: str, messages: Iterable[Raw]) -> None:

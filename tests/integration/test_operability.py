@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import INPUT_TOPICS, Topic
 from tests.databases import fresh_database
+from tests.headers import header
 from tests.integration.harness import OutputWatcher, event, publish, termination_data, unique, worker_settings
 from worker.app import Services, Worker, build_worker
 from worker.config.settings import Settings
@@ -123,7 +124,7 @@ async def test_probes_and_metrics_of_a_running_worker(
         data = termination_data(amount_paid="12.345", currency="KWD", timezone="Asia/Kuwait")
         request = event(Topic.TERMINATION_REQUESTED, data)
         await publish(kafka_bootstrap, [request])
-        await watcher.answers({dict(request.headers)["ce_id"].decode()})
+        await watcher.answers({header(tuple(request.headers), "ce_id").decode()})
 
         async def relayed() -> bool:
             return value(await scrape(base), "refund_worker_outbox_backlog") == 0

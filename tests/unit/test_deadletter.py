@@ -6,6 +6,7 @@ import struct
 import traceback
 
 from schemas.errors import NotJson
+from tests.headers import header
 from worker.dlq.recoverer import (
     REPLAYED_FROM,
     DeadLetterHeaders,
@@ -14,12 +15,12 @@ from worker.dlq.recoverer import (
     read_number,
 )
 from worker.engine.failures import IdempotencyConflict, RetriesExhausted
-from worker.engine.records import InboundRecord
+from worker.engine.records import Headers, InboundRecord
 
 ORIGINAL_HEADERS = (("ce_id", b"ce-1"), ("trace", b"\xff\x00 not utf-8"), ("ce_id", b"repeated"))
 
 
-def inbound(headers: tuple[tuple[str, bytes], ...] = ORIGINAL_HEADERS) -> InboundRecord:
+def inbound(headers: Headers = ORIGINAL_HEADERS) -> InboundRecord:
     return InboundRecord(
         topic="termination-requested",
         partition=3,
@@ -80,7 +81,7 @@ def test_a_message_dead_lettered_again_has_one_set_of_headers_and_keeps_its_repl
 
 def test_a_long_exception_message_is_cut_to_4096_bytes() -> None:
     letter = dead_letter(inbound(), NotJson("é" * 5000), group="g", reason="not_json")
-    assert len(dict(letter.headers)["kafka_dlt-exception-message"]) == 4096
+    assert len(header(letter.headers, "kafka_dlt-exception-message")) == 4096
 
 
 def raised_deep_inside(depth: int) -> NotJson:
@@ -98,7 +99,7 @@ def raised_deep_inside(depth: int) -> NotJson:
 
 def test_the_stacktrace_is_the_traceback_with_the_frames_that_raised() -> None:
     letter = dead_letter(inbound(), raised_deep_inside(3), group="g", reason="not_json")
-    trace = dict(letter.headers)["kafka_dlt-exception-stacktrace"].decode()
+    trace = header(letter.headers, "kafka_dlt-exception-stacktrace").decode()
     assert trace.startswith("Traceback (most recent call last):\n")
     assert trace.count("in fail\n") == 4
     assert trace.endswith("schemas.errors.NotJson: the innermost frame said so\n")
@@ -121,9 +122,9 @@ def long_chain(links: int) -> NotJson:
 def test_a_long_stacktrace_keeps_its_last_8_kib_from_the_start_of_a_line() -> None:
     error = long_chain(100)
     whole = "".join(traceback.format_exception(error)).encode()
-    trace = dict(dead_letter(inbound(), error, group="g", reason="not_json").headers)[
-        "kafka_dlt-exception-stacktrace"
-    ]
+    trace = header(
+        dead_letter(inbound(), error, group="g", reason="not_json").headers, "kafka_dlt-exception-stacktrace"
+    )
     assert len(whole) > 20_000
     assert 8000 < len(trace) <= 8192
     kept = trace.removeprefix(b"...\n")

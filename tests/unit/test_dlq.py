@@ -19,9 +19,9 @@ from worker.dlq.recoverer import REPLAYED_FROM, dead_letter
 from worker.dlq.replay import POISON_NAMED, ReplayOutcome, replay_letters
 from worker.dlq.replay_report import summary_lines
 from worker.dlq.selection import InvalidSelection, Selection, parse_time
-from worker.dlq.text import header_text, key_text
+from worker.dlq.text import ce_id_text, header_text, key_text
 from worker.engine.failures import IdempotencyConflict, RetriesExhausted
-from worker.engine.records import InboundRecord, OutboundRecord
+from worker.engine.records import Headers, InboundRecord, OutboundRecord
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW_MS = 1_714_564_800_000
@@ -100,7 +100,7 @@ def test_topic_may_be_named_by_its_source() -> None:
     assert dead_letter_topic_of("termination-requested-dlt") == "termination-requested-dlt"
 
 
-def letter(headers: tuple[tuple[str, bytes], ...], topic: str = "termination-requested-dlt") -> DeadLetter:
+def letter(headers: Headers, topic: str = "termination-requested-dlt") -> DeadLetter:
     return DeadLetter(topic, 1, 42, NOW_MS, b"sub-1", b'{"a": 1}', headers)
 
 
@@ -367,3 +367,9 @@ def test_spans_of_partitions_and_offsets_read_right_for_one() -> None:
     assert _span("partition", [3]) == "partition 3"
     assert _span("partition", []) == "no partitions"
     assert _span("offset", range(5, 10**12)) == f"offsets 5 to {10**12 - 1}"
+
+
+def test_a_null_ce_id_header_reads_as_none_rather_than_failing() -> None:
+    # Kafka allows a header with no value; aiokafka gives it as None.
+    record = OutboundRecord("termination-requested", None, b"{}", (("ce_id", None),))
+    assert ce_id_text(record) == "(structured or none)"

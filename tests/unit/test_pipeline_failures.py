@@ -11,6 +11,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from schemas.errors import NotJson
+from tests.headers import header
 from worker.engine.outage import RetryPolicy
 from worker.engine.pipeline import Applied, BatchPipeline
 from worker.engine.records import InboundRecord, OutboundRecord
@@ -101,7 +102,7 @@ def pipeline(
 
 
 def dead_lettered(broker: Broker) -> list[tuple[bytes | None, str]]:
-    return [(r.value, dict(r.headers)["kafka_dlt-failure-reason"].decode()) for r in broker.acknowledged]
+    return [(r.value, header(r.headers, "kafka_dlt-failure-reason").decode()) for r in broker.acknowledged]
 
 
 async def test_poison_is_dead_lettered_at_once_and_the_others_are_applied() -> None:

@@ -127,7 +127,7 @@ def stacktrace(error: BaseException) -> bytes:
     return _CUT + tail[tail.find(b"\n") + 1 :]
 
 
-def without_dead_letter_headers(headers: Sequence[tuple[str, bytes]]) -> Headers:
+def without_dead_letter_headers(headers: Headers) -> Headers:
     return tuple((name, value) for name, value in headers if not name.startswith(DLT_PREFIX))
 
 

@@ -62,5 +62,5 @@ def replay_text(letter: DeadLetter) -> str:
 
 
 def ce_id_text(record: OutboundRecord) -> str:
-    found = [value for name, value in record.headers if name == "ce_id"]
+    found = [value for name, value in record.headers if name == "ce_id" and value is not None]
     return found[-1].decode("utf-8", "replace") if found else "(structured or none)"

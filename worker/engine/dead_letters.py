@@ -101,7 +101,7 @@ def _original_row(record: InboundRecord, letter: OutboundRecord, group: str) -> 
         "original_offset": record.offset,
         "consumer_group": group,
         "dead_letter_topic": letter.topic,
-        "failure_reason": dict(letter.headers).get(FAILURE_REASON, b"").decode("utf-8", "replace"),
+        "failure_reason": (dict(letter.headers).get(FAILURE_REASON) or b"").decode("utf-8", "replace"),
         "original_timestamp_ms": record.timestamp_ms,
         "key": record.key,
         "value": record.value,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[tuple[str, bytes | None], ...]
+"""As Kafka carries them: a header value may be null (aiokafka gives None)."""
 
 
 @dataclass(frozen=True, slots=True)
