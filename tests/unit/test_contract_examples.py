@@ -110,6 +110,7 @@ PENDING_V2: dict[str, tuple[str, str, bool, set[str]]] = {
 }
 Examples = dict[str, dict[str, Any]]
 IMPLEMENTED = [topic.value for topic in DATA_MODELS]
+"""Topics with a data model (section 8's too, though the worker does not serve them yet)."""
 PENDING = [topic for topic in PENDING_V2 if topic not in IMPLEMENTED]
 
 

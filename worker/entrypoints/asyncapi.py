@@ -31,7 +31,7 @@ from schemas.envelope import DEFAULT_SOURCE, JSON_CONTENT_TYPE, SPEC_VERSION, ST
 from schemas.events import DATA_MODELS
 from schemas.examples import EXAMPLES
 from schemas.export import data_schema
-from schemas.topics import TOPICS, Topic, TopicSpec
+from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS, TOPICS, Topic, TopicSpec
 from worker.app import Services, build_worker
 from worker.config.settings import Settings
 from worker.handlers.inputs import DESCRIPTIONS
@@ -64,7 +64,12 @@ async def render() -> str:
     return json.dumps(await generate(), indent=2, ensure_ascii=False) + "\n"
 
 
-def build_document(topics: tuple[Topic, ...] = tuple(DATA_MODELS)) -> dict[str, Any]:
+SERVED_TOPICS: tuple[Topic, ...] = (*INPUT_TOPICS, *OUTPUT_TOPICS)
+"""What the document describes: the topics the worker reads and writes (schemas.topics.NOT_YET_SERVED
+have JSON Schemas in schemas/json/ but join the document when the worker serves them)."""
+
+
+def build_document(topics: tuple[Topic, ...] = SERVED_TOPICS) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}
