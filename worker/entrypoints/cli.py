@@ -121,7 +121,7 @@ def adjust(
 
 
 def _read_source(source: str) -> bytes:
-    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own (worker/entrypoints/quote.py)."""
+    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own by the command reading it."""
     try:
         return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:
