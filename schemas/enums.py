@@ -53,6 +53,10 @@ class TerminationCause(StrEnum):
 
 
 class CreditsCause(StrEnum):
-    """Why an account's available credits changed; the contract lists `refund` and leaves room for more."""
+    """Why an account's available credits changed: a refund, or an adjustment's kind; open to more."""
 
     REFUND = "refund"
+    CREDIT = "credit"
+    CORRECTION = "correction"
+    TRANSACTION_REFUND = "transaction_refund"
+    REVERSAL = "reversal"

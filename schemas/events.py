@@ -13,6 +13,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.adjustments import (
+    AdjustmentKind,
+    AdjustmentRejected,
+    AdjustmentRejectionReason,
+    BalanceAdjusted,
+    BalanceAdjustmentRequested,
+)
 from schemas.errors import InvalidEventData, NotJson, describe
 from schemas.inputs import (
     CreditNoteRequest,
@@ -45,6 +52,7 @@ INPUT_MODELS: Mapping[Topic, type[InputData]] = MappingProxyType(
         Topic.TERMINATION_REQUESTED: TerminationRequested,
         Topic.SUBSCRIPTION_EXPIRED: SubscriptionExpired,
         Topic.SUBSCRIPTION_RENEWED: SubscriptionRenewed,
+        Topic.BALANCE_ADJUSTMENT_REQUESTED: BalanceAdjustmentRequested,
     }
 )
 OUTPUT_MODELS: Mapping[Topic, type[OutputData]] = MappingProxyType(
@@ -53,6 +61,8 @@ OUTPUT_MODELS: Mapping[Topic, type[OutputData]] = MappingProxyType(
         Topic.CREDITS_UPDATED: CreditsUpdated,
         Topic.SUBSCRIPTION_TERMINATED: SubscriptionTerminated,
         Topic.TERMINATION_REJECTED: TerminationRejected,
+        Topic.BALANCE_ADJUSTED: BalanceAdjusted,
+        Topic.ADJUSTMENT_REJECTED: AdjustmentRejected,
     }
 )
 DATA_MODELS: Mapping[Topic, type[InputData | OutputData]] = MappingProxyType(
@@ -100,6 +110,11 @@ __all__ = [
     "INPUT_MODELS",
     "OUTPUT_MODELS",
     "UNKNOWN_CURRENCY_AMOUNT",
+    "AdjustmentKind",
+    "AdjustmentRejected",
+    "AdjustmentRejectionReason",
+    "BalanceAdjusted",
+    "BalanceAdjustmentRequested",
     "CreditNoteRequest",
     "CreditsCause",
     "CreditsUpdated",

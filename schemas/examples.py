@@ -2,8 +2,10 @@
 
 The story is the help-center's own example (contract section 2): a yearly SIP trunk bought on
 2021-04-01 for 120.00 SGD, terminated on 2021-04-17 (Singapore time), refunds 11 months, 110.00 SGD
-as account credit; a second request for it is rejected. The output ids are what the worker derives
-from the request's ce_id.
+as account credit; a second request for it is rejected. Then (section 8) finance refunds 20.00 SGD of
+a 45.00 SGD charge to the same account, whose balance goes from 125.50 to 145.50, and a later request
+for more than the 25.00 SGD left of it is rejected. The output ids are what the worker derives from
+the request's ce_id (`derived_id(ce_id, topic)` in worker/engine/outbox.py).
 
 The AsyncAPI document (`refund-worker asyncapi`) shows these as its message examples, and
 docs/contract.md shows the same messages; tests/unit/test_contract_examples.py checks that the two
@@ -22,11 +24,16 @@ from schemas.dataschema import schema_id
 from schemas.topics import TOPICS, Topic
 
 PORTAL_SOURCE = "/portal/res-b3"
+ADMIN_PORTAL_SOURCE = "/admin-portal/res-b3"
 WORKER_SOURCE = "/refund-worker"
 REQUEST_ID = "3f2b8c1e-6a47-4d2e-9b1a-5c8e0f7d2a41"
 SECOND_REQUEST_ID = "9d0c4a57-2e1b-4f8a-8c3d-71b6e2f4a905"
 REFUND_ID = "a970d9e5-778b-57cb-8702-5587076fa086"
 DECIDED_AT = "2021-04-17T02:00:01.204311Z"
+ADJUSTMENT_ID = "6e0f3b2a-9c41-4d7e-8a55-2b7c9d1e4f60"
+REJECTED_ADJUSTMENT_ID = "d1a7e3c9-2b5f-4e80-96c4-3f8b1a2d7e56"
+ADJUSTED_AT = "2021-05-03T06:20:00.511873Z"
+FINANCE = {"id": "finance@res-b3.example", "reseller_id": "res-b3", "permissions": ["finance:manage"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +53,12 @@ class Example:
         return {"key": self.key, "headers": dict(self.headers), "data": dict(self.data)}
 
 
-def _headers(topic: Topic, event_id: str, time: str) -> dict[str, str]:
+def _headers(topic: Topic, event_id: str, time: str, source: str | None) -> dict[str, str]:
     spec = TOPICS[topic]
     headers = {
         "ce_specversion": "1.0",
         "ce_id": event_id,
-        "ce_source": PORTAL_SOURCE if spec.is_input else WORKER_SOURCE,
+        "ce_source": source or (PORTAL_SOURCE if spec.is_input else WORKER_SOURCE),
         "ce_type": str(spec.ce_type),
         "ce_time": time,
     }
@@ -62,10 +69,11 @@ def _headers(topic: Topic, event_id: str, time: str) -> dict[str, str]:
 
 
 def _example(
-    topic: Topic, summary: str, event_id: str, time: str, data: dict[str, Any]
+    topic: Topic, summary: str, event_id: str, time: str, data: dict[str, Any], source: str | None = None
 ) -> tuple[Topic, Example]:
     key = data[TOPICS[topic].key_field]
-    return topic, Example(topic, summary, key, _headers(topic, event_id, time), MappingProxyType(data))
+    headers = _headers(topic, event_id, time, source)
+    return topic, Example(topic, summary, key, headers, MappingProxyType(data))
 
 
 _SUBSCRIPTION = {"subscription_id": "sub-sip-yearly-0417", "account_id": "acc-1002", "reseller_id": "res-b3"}
@@ -161,6 +169,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
                     "cause": "refund",
                     "refund_id": REFUND_ID,
                     "updated_at": DECIDED_AT,
+                    "adjustment_id": None,
                 },
             ),
             _example(
@@ -190,6 +199,64 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
                     "account_id": "acc-1002",
                     "reason_code": "already_terminated",
                     "detail": "the subscription is already terminated",
+                },
+            ),
+            _example(
+                Topic.BALANCE_ADJUSTMENT_REQUESTED,
+                "Finance refunds 20.00 SGD of a 45.00 SGD charge as a linked entry",
+                ADJUSTMENT_ID,
+                "2021-05-03T06:20:00Z",
+                {
+                    "account_id": "acc-1002",
+                    "reseller_id": "res-b3",
+                    "currency": "SGD",
+                    "kind": "transaction_refund",
+                    "amount": "20.00",
+                    "transaction": {
+                        "transaction_id": "txn-88412",
+                        "amount": "45.00",
+                        "description": "SIP minutes, April",
+                    },
+                    "reverses": None,
+                    "reason": "Calls dropped on 2021-04-28",
+                    "requested_at": "2021-05-03T14:20:00+08:00",
+                    "actor": FINANCE,
+                },
+                source=ADMIN_PORTAL_SOURCE,
+            ),
+            _example(
+                Topic.BALANCE_ADJUSTED,
+                "The transaction refund applied: the account's SGD credits go from 125.50 to 145.50",
+                "60f89a41-7096-5e42-83ec-f2c0b94df837",
+                ADJUSTED_AT,
+                {
+                    "adjustment_id": ADJUSTMENT_ID,
+                    "kind": "transaction_refund",
+                    "account_id": "acc-1002",
+                    "reseller_id": "res-b3",
+                    "currency": "SGD",
+                    "delta": "20.00",
+                    "balance": "145.50",
+                    "balance_version": 4,
+                    "transaction_id": "txn-88412",
+                    "reverses": None,
+                    "reason": "Calls dropped on 2021-04-28",
+                    "requested_by": "finance@res-b3.example",
+                    "applied_at": ADJUSTED_AT,
+                },
+            ),
+            _example(
+                Topic.ADJUSTMENT_REJECTED,
+                "A later refund of the same charge asks for more than the 25.00 SGD left of it",
+                "3b790c80-a99c-555d-bdb4-0526dae61444",
+                "2021-05-04T01:02:03.120000Z",
+                {
+                    "request_id": REJECTED_ADJUSTMENT_ID,
+                    "account_id": "acc-1002",
+                    "reseller_id": "res-b3",
+                    "kind": "transaction_refund",
+                    "reason_code": "exceeds_refundable",
+                    "detail": "25.00 SGD is left to refund of transaction txn-88412",
                 },
             ),
         ]

@@ -45,6 +45,10 @@ the grace period or a cycle's months never overflows."""
 CYCLE_MONTHS_MAX = 1200
 """A cycle of at most a hundred years."""
 
+PERMISSIONS_MAX_ITEMS = 100
+"""Permissions of an adjustment's actor (each a short text, NAME_MAX_LENGTH): far more than any role
+holds, and a bound on what one request makes the rules look through."""
+
 ATTRIBUTE_MAX_LENGTH = 1024
 """Characters of a CloudEvents attribute other than `id` (source, type, subject, dataschema,
 extensions) and of the content-type header."""

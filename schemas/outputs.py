@@ -32,6 +32,12 @@ UNKNOWN_CURRENCY_AMOUNT = "0"
 """refund_amount of a termination whose currency the worker never learnt (an expiry)."""
 
 
+ADJUSTMENT_CAUSES = frozenset(
+    {CreditsCause.CREDIT, CreditsCause.CORRECTION, CreditsCause.TRANSACTION_REFUND, CreditsCause.REVERSAL}
+)
+"""The causes that are an adjustment's kind: the change names its adjustment_id."""
+
+
 class OutputData(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -108,6 +114,10 @@ class RefundIssued(OutputData):
 
 
 class CreditsUpdated(OutputData):
+    # adjustment_id (v2) defaults to null for whoever builds a refund's change, yet every published
+    # change carries it: the schema for consumers lists it as required.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     account_id: NonBlankStr
     reseller_id: NonBlankStr
     currency: CurrencyCode
@@ -116,7 +126,10 @@ class CreditsUpdated(OutputData):
     balance_version: Annotated[int, Field(ge=1)]
     cause: CreditsCause
     refund_id: NonBlankStr | None
+    """The termination's refund: the one that added the credits, or the one a reversal takes back."""
     updated_at: AwareDatetime
+    adjustment_id: NonBlankStr | None = None
+    """The operator's adjustment (the request's ce_id) when the cause is an adjustment's kind."""
 
     @model_validator(mode="after")
     def _exact_amounts(self) -> Self:
@@ -125,6 +138,12 @@ class CreditsUpdated(OutputData):
             _exact_signed(errors, field, getattr(self, field), self.currency)
         if self.cause is CreditsCause.REFUND and self.refund_id is None:
             errors.append(invalid(("refund_id",), None, "a change caused by a refund names the refund"))
+        if self.refund_id is not None and self.cause not in (CreditsCause.REFUND, CreditsCause.REVERSAL):
+            message = "only a refund, or the reversal of one, names a refund"
+            errors.append(invalid(("refund_id",), self.refund_id, message))
+        if (self.cause in ADJUSTMENT_CAUSES) != (self.adjustment_id is not None):
+            message = "a change caused by an adjustment, and only one, names the adjustment"
+            errors.append(invalid(("adjustment_id",), self.adjustment_id, message))
         if errors:
             refuse(type(self).__name__, errors)
         return self

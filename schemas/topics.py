@@ -23,6 +23,10 @@ class Topic(StrEnum):
     CREDITS_UPDATED = "credits-updated"
     SUBSCRIPTION_TERMINATED = "subscription-terminated"
     TERMINATION_REJECTED = "termination-rejected"
+    # operator adjustments (section 8): input, then outputs
+    BALANCE_ADJUSTMENT_REQUESTED = "balance-adjustment-requested"
+    BALANCE_ADJUSTED = "balance-adjusted"
+    ADJUSTMENT_REJECTED = "adjustment-rejected"
 
 
 class CeType(StrEnum):
@@ -33,6 +37,9 @@ class CeType(StrEnum):
     CREDITS_UPDATED = "credits.updated.v1"
     SUBSCRIPTION_TERMINATED = "subscription.terminated.v1"
     TERMINATION_REJECTED = "subscription.termination.rejected.v1"
+    BALANCE_ADJUSTMENT_REQUESTED = "account.adjustment.requested.v1"
+    BALANCE_ADJUSTED = "account.balance.adjusted.v1"
+    ADJUSTMENT_REJECTED = "account.adjustment.rejected.v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +76,34 @@ TOPICS = MappingProxyType(
                 is_input=False,
             ),
             _spec(Topic.TERMINATION_REJECTED, CeType.TERMINATION_REJECTED, "subscription_id", is_input=False),
+            _spec(
+                Topic.BALANCE_ADJUSTMENT_REQUESTED,
+                CeType.BALANCE_ADJUSTMENT_REQUESTED,
+                "account_id",
+                is_input=True,
+            ),
+            _spec(Topic.BALANCE_ADJUSTED, CeType.BALANCE_ADJUSTED, "account_id", is_input=False),
+            _spec(Topic.ADJUSTMENT_REJECTED, CeType.ADJUSTMENT_REJECTED, "account_id", is_input=False),
         ]
     )
 )
-"""Every topic of the contract, by name."""
+"""Every topic of the contract that has a data model here, by name."""
 
-INPUT_TOPICS: tuple[Topic, ...] = tuple(topic for topic, spec in TOPICS.items() if spec.is_input)
-OUTPUT_TOPICS: tuple[Topic, ...] = tuple(topic for topic, spec in TOPICS.items() if not spec.is_input)
+NOT_YET_SERVED: frozenset[Topic] = frozenset(
+    {Topic.BALANCE_ADJUSTMENT_REQUESTED, Topic.BALANCE_ADJUSTED, Topic.ADJUSTMENT_REJECTED}
+)
+"""Topics with a data model, a JSON Schema and an example, that the worker neither consumes nor
+publishes yet (section 8: the rules and `refund-worker adjust --dry-run` exist, the use case does
+not). INPUT_TOPICS and OUTPUT_TOPICS leave them out: those are what the worker reads and writes (the
+topics it creates, the lag it reports, the AsyncAPI document). Wiring a topic's use case removes it
+from here."""
+
+INPUT_TOPICS: tuple[Topic, ...] = tuple(
+    topic for topic, spec in TOPICS.items() if spec.is_input and topic not in NOT_YET_SERVED
+)
+OUTPUT_TOPICS: tuple[Topic, ...] = tuple(
+    topic for topic, spec in TOPICS.items() if not spec.is_input and topic not in NOT_YET_SERVED
+)
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas.topics import INPUT_TOPICS, TOPICS, Topic, dead_letter_topic
+from schemas.topics import INPUT_TOPICS, OUTPUT_TOPICS, Topic, dead_letter_topic
 from tests.integration.dead_letter_support import Produced, Record, RecordWatcher, produce
 from tests.integration.harness import (
     OutputWatcher,
@@ -182,14 +182,15 @@ async def test_a_missing_dead_letter_topic_is_created_with_its_source_topics_par
         await admin.create_topics([NewTopic(REQUESTED.value, 3, 1)])
         await ensure_topics(bootstrap, partitions=4)
         await ensure_topics(bootstrap, partitions=5)  # at every start: nothing changes the second time
-        described = await admin.describe_topics([*TOPICS, *(dead_letter_topic(t) for t in INPUT_TOPICS)])
+        served = [*INPUT_TOPICS, *OUTPUT_TOPICS]
+        described = await admin.describe_topics([*served, *(dead_letter_topic(t) for t in INPUT_TOPICS)])
     finally:
         await admin.close()
         await asyncio.to_thread(broker.__exit__, None, None, None)
 
     partitions = {entry["topic"]: len(entry["partitions"]) for entry in described}
     assert partitions == {
-        **{topic.value: 4 for topic in TOPICS},
+        **{topic.value: 4 for topic in served},
         REQUESTED.value: 3,
         DLT: 3,
         dead_letter_topic(Topic.SUBSCRIPTION_EXPIRED): 4,

@@ -17,8 +17,8 @@ from schemas.dataschema import schema_id
 from schemas.events import DATA_MODELS
 from schemas.examples import EXAMPLES
 from schemas.export import data_schema
-from schemas.topics import TOPICS, Topic
-from worker.entrypoints.asyncapi import DOCUMENT_PATH, build_document, render
+from schemas.topics import NOT_YET_SERVED, TOPICS, Topic
+from worker.entrypoints.asyncapi import DOCUMENT_PATH, SERVED_TOPICS, build_document, render
 from worker.entrypoints.asyncapi import _agree_with_worker as agree_with_worker
 from worker.entrypoints.asyncapi_topics import message_name
 from worker.entrypoints.cli import app
@@ -61,16 +61,18 @@ def test_committed_document_is_up_to_date(rendered: str) -> None:
 def test_one_channel_per_topic_named_after_it_with_one_operation_in_its_direction(
     document: dict[str, Any],
 ) -> None:
-    assert set(document["channels"]) == {topic.value for topic in DATA_MODELS}
+    assert set(document["channels"]) == {topic.value for topic in SERVED_TOPICS}
     actions = {}
     for operation in document["operations"].values():
         channel = resolve(document, operation["channel"]["$ref"])
         assert channel["address"] not in actions, f"two operations on {channel['address']}"
         actions[channel["address"]] = operation["action"]
-    assert actions == {topic.value: "receive" if TOPICS[topic].is_input else "send" for topic in DATA_MODELS}
+    assert actions == {
+        topic.value: "receive" if TOPICS[topic].is_input else "send" for topic in SERVED_TOPICS
+    }
 
 
-@pytest.mark.parametrize("topic", list(DATA_MODELS), ids=str)
+@pytest.mark.parametrize("topic", SERVED_TOPICS, ids=str)
 def test_each_message_is_named_after_its_model_and_carries_its_schema(
     document: dict[str, Any], topic: Topic
 ) -> None:
@@ -83,7 +85,7 @@ def test_each_message_is_named_after_its_model_and_carries_its_schema(
     assert set(payload["properties"]) == set(DATA_MODELS[topic].model_fields)
 
 
-@pytest.mark.parametrize("topic", list(DATA_MODELS), ids=str)
+@pytest.mark.parametrize("topic", SERVED_TOPICS, ids=str)
 def test_each_message_describes_the_cloudevents_headers_and_the_kafka_key(
     document: dict[str, Any], topic: Topic
 ) -> None:
@@ -101,7 +103,7 @@ def test_each_message_describes_the_cloudevents_headers_and_the_kafka_key(
     assert spec.key_field in kafka["key"]["description"]
 
 
-@pytest.mark.parametrize("topic", list(DATA_MODELS), ids=str)
+@pytest.mark.parametrize("topic", SERVED_TOPICS, ids=str)
 def test_a_correlation_id_points_only_at_what_is_really_there(document: dict[str, Any], topic: Topic) -> None:
     message = message_of(document, topic)
     if "correlationId" not in message:
@@ -115,7 +117,7 @@ def test_a_correlation_id_points_only_at_what_is_really_there(document: dict[str
 
 
 def test_answers_correlate_with_the_request(document: dict[str, Any]) -> None:
-    correlated = {topic for topic in DATA_MODELS if "correlationId" in message_of(document, topic)}
+    correlated = {topic for topic in SERVED_TOPICS if "correlationId" in message_of(document, topic)}
     assert correlated == {
         Topic.TERMINATION_REQUESTED,
         Topic.REFUND_ISSUED,
@@ -124,12 +126,17 @@ def test_answers_correlate_with_the_request(document: dict[str, Any]) -> None:
     }
 
 
-@pytest.mark.parametrize("topic", list(DATA_MODELS), ids=str)
+@pytest.mark.parametrize("topic", SERVED_TOPICS, ids=str)
 def test_each_message_shows_the_topics_example(document: dict[str, Any], topic: Topic) -> None:
     (example,) = message_of(document, topic)["examples"]
     assert example["headers"] == dict(EXAMPLES[topic].headers)
     assert example["payload"] == dict(EXAMPLES[topic].data)
     assert repr(EXAMPLES[topic].key) in example["summary"]
+
+
+def test_describes_every_topic_with_a_model_but_those_the_worker_does_not_serve_yet() -> None:
+    assert set(SERVED_TOPICS) == set(DATA_MODELS) - NOT_YET_SERVED
+    assert set(DATA_MODELS) >= NOT_YET_SERVED, "a topic not served yet still has its model and schema"
 
 
 def test_no_schema_refuses_a_field_added_later(rendered: str) -> None:
@@ -144,7 +151,7 @@ def test_every_reference_resolves(document: dict[str, Any]) -> None:
 
 def test_refuses_to_describe_a_topic_the_worker_does_not_handle() -> None:
     document = build_document()
-    worker = {topic.value: "receive" if TOPICS[topic].is_input else "send" for topic in DATA_MODELS}
+    worker = {topic.value: "receive" if TOPICS[topic].is_input else "send" for topic in SERVED_TOPICS}
     agree_with_worker(document, worker)
     del worker[Topic.SUBSCRIPTION_RENEWED.value]
     with pytest.raises(ValueError, match="the worker does"):
@@ -208,8 +215,8 @@ def parsed() -> dict[str, Any]:
 @pytest.mark.slow
 def test_the_asyncapi_parser_sees_each_topics_message_headers_key_and_example(parsed: dict[str, Any]) -> None:
     by_channel = {message["channel"]: message for message in parsed["messages"]}
-    assert set(by_channel) == {topic.value for topic in DATA_MODELS}
-    for topic in DATA_MODELS:
+    assert set(by_channel) == {topic.value for topic in SERVED_TOPICS}
+    for topic in SERVED_TOPICS:
         message = by_channel[topic.value]
         assert message["name"] == message_name(topic)
         assert message["operations"] == ["receive" if TOPICS[topic].is_input else "send"]

@@ -23,3 +23,16 @@ class InvalidTimestamp(DomainError):
 
 class InvalidCycle(DomainError):
     """A cycle of fewer than one month."""
+
+
+class InvalidAdjustment(DomainError):
+    """An adjustment request without what its kind needs (an amount, a transaction, the entry it
+    reverses), or with a transaction in another currency than its own."""
+
+
+class WrongAccount(DomainError):
+    """An adjustment judged against another account's facts: the caller mixed two accounts."""
+
+
+class DuplicateAdjustment(DomainError):
+    """An adjustment id already on the account: the inbox, not the rules, answers a redelivery."""

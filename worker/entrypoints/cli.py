@@ -88,8 +88,40 @@ def quote(
         raise _fail(f"invalid input in {name}:\n" + "\n".join(map(str, quotes.problems)))
 
 
+@app.command()
+def adjust(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE|-",
+            help="JSON Lines of balance-adjustment-requested data with the account's state; - is stdin.",
+        ),
+    ] = "-",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Decide and print, touching nothing (required for now).")
+    ] = False,
+) -> None:
+    """Print what the adjustment rules decide for each operator request, one JSON line each, touching
+    nothing. Lines of one account are decided in order, each seeing the earlier ones' effect."""
+    import json
+
+    from worker.entrypoints.adjust import adjust_input
+
+    if not dry_run:
+        raise _fail(
+            "adjust only decides with --dry-run: adjustments are applied by the worker, sent to it as "
+            "balance-adjustment-requested events on Kafka (docs/contract.md, section 8)"
+        )
+    adjustments = adjust_input(_read_source(source))
+    sys.stdout.write("".join(json.dumps(decision) + "\n" for decision in adjustments.decisions))
+    sys.stdout.flush()
+    if adjustments.problems:
+        name = "stdin" if source == "-" else source
+        raise _fail(f"invalid input in {name}:\n" + "\n".join(map(str, adjustments.problems)))
+
+
 def _read_source(source: str) -> bytes:
-    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own (worker/entrypoints/quote.py)."""
+    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own by the command reading it."""
     try:
         return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:

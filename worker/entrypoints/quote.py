@@ -4,19 +4,16 @@ This is what the portal shows before the operator confirms, so it runs exactly t
 decision (`decide_refund`), credit note included; only the history checks (already terminated,
 credit note already used) need the database and are not made here.
 
-Input is JSON Lines split on "\n" only (a U+2028 inside a string is text, not a line break), or one
-pretty-printed object. Each line is judged alone: a bad line is named, and the good lines are
-still answered, in order.
+Input is JSON Lines, or one pretty-printed object (worker/entrypoints/json_lines.py). Each line is
+judged alone: a bad line is named, and the good lines are still answered, in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import from_json
 
 from schemas.errors import describe
 from schemas.inputs import TerminationRequested
@@ -29,18 +26,7 @@ from worker.domain.policy import (
     decide_refund,
 )
 from worker.engine.wire_to_domain import termination_terms
-
-_JSON_BLANKS = b" \t\r"
-"""The whitespace JSON allows around a value (besides the newline that ends a line)."""
-
-
-@dataclass(frozen=True, slots=True)
-class InvalidLine:
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+from worker.entrypoints.json_lines import InvalidLine, documents, not_utf8
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +40,7 @@ class Quotes:
 def quote_input(raw: bytes, policy: RefundPolicy) -> Quotes:
     """One decision per good request, in order, and one problem per bad line."""
     quotes = Quotes()
-    for line, document in _documents(raw):
+    for line, document in documents(raw):
         outcome = _quote_line(document, policy)
         if isinstance(outcome, str):
             quotes.problems.append(InvalidLine(line, outcome))
@@ -68,7 +54,7 @@ def _quote_line(document: bytes, policy: RefundPolicy) -> dict[str, Any] | str:
     try:
         text = document.decode("utf-8")
     except UnicodeDecodeError as error:
-        return f"not UTF-8 text ({error.reason} at byte {error.start})"
+        return not_utf8(error)
     try:
         return quote(TerminationRequested.model_validate_json(text), policy)
     except ValidationError as invalid:
@@ -114,22 +100,3 @@ def _rejected(terms: TerminationTerms, detail: str) -> dict[str, Any]:
         "policy_amount": zero,
         "rejection": {"reason_code": CreditNoteInvalid.reason_code, "detail": detail},
     }
-
-
-def _documents(raw: bytes) -> Iterator[tuple[int, bytes]]:
-    """(line number, JSON text) for each request: JSON Lines, or one pretty-printed object."""
-    stripped = raw.strip(_JSON_BLANKS + b"\n")
-    if stripped.startswith(b"{") and b"\n" in stripped and _is_single_document(stripped):
-        yield raw.count(b"\n", 0, raw.index(b"{")) + 1, stripped
-        return
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        if line.strip(_JSON_BLANKS):
-            yield number, line
-
-
-def _is_single_document(text: bytes) -> bool:
-    try:
-        from_json(text)  # pydantic-core's parser: linear, and bounded in depth (no RecursionError)
-    except ValueError:
-        return False  # JSON Lines stop parsing at the second object: "trailing characters"
-    return True

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from faststream.kafka import KafkaBroker
 
 from schemas.events import OUTPUT_MODELS
-from schemas.topics import TOPICS, Topic
+from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
 
 WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
     {
@@ -29,8 +29,8 @@ WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
 
 
 def declare_outputs(broker: KafkaBroker) -> None:
-    for topic, model in OUTPUT_MODELS.items():
-        spec = TOPICS[topic]
+    for topic in OUTPUT_TOPICS:  # what the worker publishes: not a topic it does not serve yet
+        model, spec = OUTPUT_MODELS[topic], TOPICS[topic]
         broker.publisher(
             topic.value,
             title=topic.value,
