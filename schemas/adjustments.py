@@ -18,7 +18,7 @@ from pydantic_core import InitErrorDetails
 
 from schemas.inputs import InputData
 from schemas.limits import MONEY_MAX_LENGTH, PERMISSIONS_MAX_ITEMS
-from schemas.outputs import OutputData
+from schemas.outputs import OutputData, exact_signed
 from schemas.wire import (
     MONEY_PATTERN,
     SIGNED_MONEY_PATTERN,
@@ -153,6 +153,8 @@ class BalanceAdjusted(OutputData):
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         errors: list[InitErrorDetails] = []
+        for field in ("delta", "balance"):
+            exact_signed(errors, field, getattr(self, field), self.currency)
         delta = Decimal(self.delta)
         if self.kind in (AdjustmentKind.CREDIT, AdjustmentKind.TRANSACTION_REFUND) and delta <= 0:
             errors.append(invalid(("delta",), self.delta, f"a {self.kind} raises the balance"))

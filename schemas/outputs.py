@@ -135,7 +135,7 @@ class CreditsUpdated(OutputData):
     def _exact_amounts(self) -> Self:
         errors: list[InitErrorDetails] = []
         for field in ("delta", "balance"):
-            _exact_signed(errors, field, getattr(self, field), self.currency)
+            exact_signed(errors, field, getattr(self, field), self.currency)
         if self.cause is CreditsCause.REFUND and self.refund_id is None:
             errors.append(invalid(("refund_id",), None, "a change caused by a refund names the refund"))
         if self.refund_id is not None and self.cause not in (CreditsCause.REFUND, CreditsCause.REVERSAL):
@@ -210,7 +210,8 @@ def _exact(errors: list[InitErrorDetails], loc: tuple[str, ...], text: str, curr
     return attempt(errors, loc, text, lambda: exact_money(text, currency))
 
 
-def _exact_signed(errors: list[InitErrorDetails], field: str, text: str, currency: str) -> None:
+def exact_signed(errors: list[InitErrorDetails], field: str, text: str, currency: str) -> None:
+    """Records an error unless `text` is a signed amount with exactly the currency's digits."""
     attempt(errors, (field,), text, lambda: exact_money(text, currency, signed=True))
 
 
@@ -228,4 +229,5 @@ __all__ = [
     "SubscriptionTerminated",
     "TerminationCause",
     "TerminationRejected",
+    "exact_signed",
 ]

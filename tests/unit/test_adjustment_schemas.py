@@ -224,6 +224,8 @@ def test_balance_adjusted_writes_the_contracts_fields_keyed_by_account() -> None
         ({"kind": "reversal", "delta": "-20.00"}, "reverses"),
         ({"reverses": "adj-0"}, "reverses"),
         ({"delta": "20,00"}, "delta"),
+        ({"delta": "20.0"}, "delta"),
+        ({"balance": "45.001"}, "balance"),
     ],
 )
 def test_balance_adjusted_refuses_what_no_adjustment_publishes(changes: dict[str, Any], field: str) -> None:

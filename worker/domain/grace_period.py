@@ -20,10 +20,6 @@ from enum import StrEnum
 from worker.domain.errors import DomainError
 from worker.domain.watermark import deadline_reached
 
-# Re-exported for worker/expiry/store.py only, which imports it from here; the watermark's home is
-# worker.domain.watermark, and this line goes when that import names it (issue 10).
-from worker.domain.watermark import low_watermark as low_watermark
-
 DEFAULT_GRACE_DAYS = 28
 
 # The instants an expiry and its deadline may take: a day inside what Python represents, so that

@@ -29,9 +29,9 @@ from worker.domain.grace_period import (
     CancelledBy,
     Timer,
     TimerState,
-    low_watermark,
 )
 from worker.domain.policy import NoRefundReason
+from worker.domain.watermark import low_watermark
 from worker.expiry.plan import Due, Parked, StoredTimer, stored_instant, terminated_event
 from worker.expiry.read_progress import (
     CaughtUp,
