@@ -109,7 +109,7 @@ async def vacuum(database_url: str) -> None:
 
 async def _main(options: argparse.Namespace) -> None:
     from bench.prefill import prefill
-    from bench.throughput import fresh_database, services
+    from bench.services import fresh_database, services
     from worker.engine.runtime import migrate_database
 
     with services(kafka=False) as (_, server_url):

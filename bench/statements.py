@@ -113,12 +113,13 @@ class _Recorder:
 def _recording(engine: AsyncEngine) -> Iterator[_Recorder]:
     recorder = _Recorder()
     event.listen(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
-    original = terminations_module.copy_rows
-    terminations_module.copy_rows = recorder.copy
+    # The store imported copy_rows by name: swap it there, where the batch function looks it up.
+    original = getattr(terminations_module, "copy_rows")  # noqa: B009
+    setattr(terminations_module, "copy_rows", recorder.copy)  # noqa: B010
     try:
         yield recorder
     finally:
-        terminations_module.copy_rows = original
+        setattr(terminations_module, "copy_rows", original)  # noqa: B010
         event.remove(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
 
 
@@ -159,9 +160,11 @@ async def record_batches(
             )
             try:
                 for batch in batches:
-                    recorder.steps = applied = []
+                    applied: list[Step] = []
+                    recorder.steps = applied
                     await apply_termination_batch(conn, batch, policy=policy, now=datetime.now(UTC))
-                    recorder.steps = relayed = []
+                    relayed: list[Step] = []
+                    recorder.steps = relayed
                     while relay and await outbox_relay.relay_once() == relay_batch_size:
                         pass  # as OutboxRelay.run: until a claim comes back short
                     recorded.append(RecordedBatch(applied, relayed))

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from bench.throughput import fresh_database
+from bench.services import fresh_database
 from schemas.topics import INPUT_TOPICS, Topic, dead_letter_topic
 from tests.integration.audit import (
     Requests,
