@@ -51,6 +51,7 @@ def test_every_command_is_walked() -> None:
         "run",
         "migrate",
         "asyncapi",
+        "audit",
         "dlq",
         "dlq list",
         "dlq show",
@@ -127,6 +128,7 @@ LOADING_SETTINGS = [
     (["quote", "-"], "refund-worker"),
     (["run"], "refund-worker"),
     (["migrate"], "refund-worker"),
+    (["audit"], "refund-worker"),
     (["dlq", "list", "t"], "refund-worker dlq"),
     (["dlq", "show", "t", "--partition", "0", "--offset", "0"], "refund-worker dlq"),
     (["dlq", "replay", "t"], "refund-worker dlq"),
@@ -169,7 +171,7 @@ def test_settings_errors_say_what_is_wrong_with_which_variable(variable: str, va
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", [["run"], ["migrate"]])
+@pytest.mark.parametrize("command", [["run"], ["migrate"], ["audit"]])
 def test_a_database_url_that_is_not_postgresql_is_one_line_without_its_password(command: list[str]) -> None:
     result = invoke(*command, env={"DATABASE_URL": "mysql://app:hunter2@db:3306/billing"})
     assert result.exit_code == 2
@@ -177,6 +179,21 @@ def test_a_database_url_that_is_not_postgresql_is_one_line_without_its_password(
         "refund-worker: DATABASE_URL='mysql://app:***@db:3306/billing' "
         "is not a postgresql:// URL (the worker picks its own driver)\n"
     )
+
+
+def test_audit_without_a_database_url_is_one_line_and_exit_2() -> None:
+    result = invoke("audit", env={"DATABASE_URL": None})
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert (
+        result.stderr
+        == "refund-worker: DATABASE_URL is not set: audit reads the database whose balances it checks\n"
+    )
+
+
+def test_audit_with_an_unknown_option_is_a_usage_error_with_exit_2() -> None:
+    result = invoke("audit", "--fix", env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "No such option: --fix" in result.stderr
 
 
 def test_several_bad_settings_are_all_named_on_one_line() -> None:

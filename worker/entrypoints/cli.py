@@ -188,6 +188,42 @@ def _migrate_failed(database_url: str, error: Exception) -> typer.Exit:
     return typer.Exit(MIGRATE_FAILED)
 
 
+AUDIT_DISAGREES = 1
+
+
+@app.command()
+def audit(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines, one object per problem; the summary goes to stderr.")
+    ] = False,
+) -> None:
+    """Check every stored balance against its ledger, which is the truth, and print each account that
+    disagrees (balance not the sum of the deltas, version not the ledger's last, versions not 1..n
+    without gaps, a running balance wrong), then one summary line. Reads only, in one read-only
+    snapshot.
+
+    Exit status: 0 every account agrees; 1 some disagree; 2 a bad command line, a bad or unset
+    DATABASE_URL, or a database that cannot be read."""
+    from worker.config.security import database_connect_args
+    from worker.entrypoints.audit import AuditFailed, audit_as_json, audit_as_table
+
+    settings = _settings()
+    if settings.database_url is None:
+        raise _fail("DATABASE_URL is not set: audit reads the database whose balances it checks")
+    connect_args = database_connect_args(settings)
+    try:
+        if as_json:
+            summary = audit_as_json(settings.database_url, connect_args, sys.stdout)
+        else:
+            summary = audit_as_table(settings.database_url, connect_args)
+    except AuditFailed as failed:
+        raise _fail(str(failed)) from None
+    except KeyboardInterrupt:
+        raise _fail("audit interrupted; it changed nothing, running it again is safe") from None
+    if summary.problems:
+        raise typer.Exit(AUDIT_DISAGREES)
+
+
 @app.command()
 def asyncapi(
     output: Annotated[
