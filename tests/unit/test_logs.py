@@ -129,20 +129,25 @@ ADVERSARIAL = {
 }
 
 
+# A pattern that backtracks takes minutes on these inputs and a linear one milliseconds: the budget
+# tells the two apart with room for a slow machine.
+CPU_BUDGET_S = 1.0
+
+
 @pytest.mark.no_cover  # a timing: coverage's tracer would make it measure the tracer
 @pytest.mark.parametrize("text", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
 def test_masking_a_megabyte_takes_well_under_a_second(text: str) -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU, not wall-clock: other processes on the machine don't count
     redact(text)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < CPU_BUDGET_S
 
 
 @pytest.mark.no_cover  # a timing, as above
 @pytest.mark.parametrize("formatter", [TextFormatter(), RedactingJsonFormatter()], ids=["text", "json"])
 def test_formatting_a_megabyte_field_takes_well_under_a_second(formatter: logging.Formatter) -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     line = emit(formatter, "decision %s", "a" * MEGABYTE, subscription_id="s" * MEGABYTE)
-    assert time.perf_counter() - started < 0.5
+    assert time.process_time() - started < CPU_BUDGET_S
     assert len(line) > 2 * MEGABYTE
 
 
