@@ -52,6 +52,20 @@ class AdjustmentRejectionReason(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     NOT_REVERSIBLE = "not_reversible"
     ALREADY_REVERSED = "already_reversed"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    """Section 9: a charge back only for retail, a cancelled payment only for corporate accounts."""
+    EXCEEDS_PAYMENT = "exceeds_payment"
+    """Section 9: more than what is left of the payment."""
+
+
+class RejectedKind(StrEnum):
+    """`adjustment-rejected.kind`: an adjustment's kind, or a money refund (section 9)."""
+
+    CREDIT = "credit"
+    CORRECTION = "correction"
+    TRANSACTION_REFUND = "transaction_refund"
+    REVERSAL = "reversal"
+    MONEY_REFUND = "money_refund"
 
 
 Kind = Annotated[AdjustmentKind, Strict(False)]
@@ -187,7 +201,7 @@ class AdjustmentRejected(OutputData):
     """The request's ce_id."""
     account_id: NonBlankStr
     reseller_id: NonBlankStr
-    kind: AdjustmentKind
+    kind: RejectedKind
     reason_code: AdjustmentRejectionReason
     detail: NonBlankStr
     """For humans; names the figure that decided (the balance, what is left of the transaction)."""

@@ -53,10 +53,15 @@ class TerminationCause(StrEnum):
 
 
 class CreditsCause(StrEnum):
-    """Why an account's available credits changed: a refund, or an adjustment's kind; open to more."""
+    """Why an account's available credits changed: a refund, an adjustment's kind, or a money refund
+    (taken, or given back when it failed); open to more."""
 
     REFUND = "refund"
     CREDIT = "credit"
     CORRECTION = "correction"
     TRANSACTION_REFUND = "transaction_refund"
     REVERSAL = "reversal"
+    MONEY_REFUND = "money_refund"
+    """Credits taken for money returned through the payment service (section 9)."""
+    MONEY_REFUND_FAILED = "money_refund_failed"
+    """Those credits given back: the payment service could not return the money."""

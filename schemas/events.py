@@ -20,6 +20,7 @@ from schemas.adjustments import (
     BalanceAdjusted,
     BalanceAdjustmentRequested,
 )
+from schemas.credit_notes import CreditNoteIssued, RefundConflictDetected
 from schemas.errors import InvalidEventData, NotJson, describe
 from schemas.inputs import (
     CreditNoteRequest,
@@ -27,6 +28,12 @@ from schemas.inputs import (
     SubscriptionExpired,
     SubscriptionRenewed,
     TerminationRequested,
+)
+from schemas.money_refunds import (
+    MoneyRefundRequested,
+    MoneyRefundUpdated,
+    PaymentRefundInstructed,
+    PaymentRefundSettled,
 )
 from schemas.outputs import (
     UNKNOWN_CURRENCY_AMOUNT,
@@ -53,6 +60,9 @@ INPUT_MODELS: Mapping[Topic, type[InputData]] = MappingProxyType(
         Topic.SUBSCRIPTION_EXPIRED: SubscriptionExpired,
         Topic.SUBSCRIPTION_RENEWED: SubscriptionRenewed,
         Topic.BALANCE_ADJUSTMENT_REQUESTED: BalanceAdjustmentRequested,
+        Topic.MONEY_REFUND_REQUESTED: MoneyRefundRequested,
+        Topic.PAYMENT_REFUND_SETTLED: PaymentRefundSettled,
+        Topic.CREDIT_NOTE_ISSUED: CreditNoteIssued,
     }
 )
 OUTPUT_MODELS: Mapping[Topic, type[OutputData]] = MappingProxyType(
@@ -63,6 +73,9 @@ OUTPUT_MODELS: Mapping[Topic, type[OutputData]] = MappingProxyType(
         Topic.TERMINATION_REJECTED: TerminationRejected,
         Topic.BALANCE_ADJUSTED: BalanceAdjusted,
         Topic.ADJUSTMENT_REJECTED: AdjustmentRejected,
+        Topic.PAYMENT_REFUND_INSTRUCTED: PaymentRefundInstructed,
+        Topic.MONEY_REFUND_UPDATED: MoneyRefundUpdated,
+        Topic.REFUND_CONFLICT_DETECTED: RefundConflictDetected,
     }
 )
 DATA_MODELS: Mapping[Topic, type[InputData | OutputData]] = MappingProxyType(
@@ -100,8 +113,14 @@ def encode_data(data: OutputData) -> bytes:
 
 
 def message_key(data: InputData | OutputData) -> bytes:
-    """The Kafka key of an event with this data: its topic's key field, UTF-8."""
-    value: str = getattr(data, topic_of(type(data)).key_field)
+    """The Kafka key of an event with this data: its topic's key field (or, when that is null, its
+    fallback: a credit note for no subscription is keyed by its account), UTF-8."""
+    spec = topic_of(type(data))
+    value: str | None = getattr(data, spec.key_field)
+    if value is None and spec.key_fallback is not None:
+        value = getattr(data, spec.key_fallback)
+    if value is None:
+        raise ValueError(f"{spec.topic} data has no {spec.key_field} to key it by")
     return value.encode()
 
 
@@ -115,13 +134,19 @@ __all__ = [
     "AdjustmentRejectionReason",
     "BalanceAdjusted",
     "BalanceAdjustmentRequested",
+    "CreditNoteIssued",
     "CreditNoteRequest",
     "CreditsCause",
     "CreditsUpdated",
     "InputData",
     "IssuedCreditNote",
+    "MoneyRefundRequested",
+    "MoneyRefundUpdated",
     "NoRefundReason",
     "OutputData",
+    "PaymentRefundInstructed",
+    "PaymentRefundSettled",
+    "RefundConflictDetected",
     "RefundIssued",
     "RefundMethod",
     "RejectionReason",

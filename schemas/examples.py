@@ -33,6 +33,11 @@ DECIDED_AT = "2021-04-17T02:00:01.204311Z"
 ADJUSTMENT_ID = "6e0f3b2a-9c41-4d7e-8a55-2b7c9d1e4f60"
 REJECTED_ADJUSTMENT_ID = "d1a7e3c9-2b5f-4e80-96c4-3f8b1a2d7e56"
 ADJUSTED_AT = "2021-05-03T06:20:00.511873Z"
+MONEY_REQUEST_ID = "a4b5c6d7-e8f9-4a0b-8c1d-2e3f4a5b6c7d"
+INSTRUCTION_ID = "4be48109-7281-58d8-83ab-0a52d55085fc"
+SETTLEMENT_ID = "e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b"
+NOTE_EVENT_ID = "inv-cn-7731-issued"
+MONEY_ACCOUNT = {"account_id": "acc-2001", "reseller_id": "res-b3"}
 FINANCE = {"id": "finance@res-b3.example", "reseller_id": "res-b3", "permissions": ["finance:manage"]}
 
 
@@ -71,7 +76,8 @@ def _headers(topic: Topic, event_id: str, time: str, source: str | None) -> dict
 def _example(
     topic: Topic, summary: str, event_id: str, time: str, data: dict[str, Any], source: str | None = None
 ) -> tuple[Topic, Example]:
-    key = data[TOPICS[topic].key_field]
+    spec = TOPICS[topic]
+    key = data[spec.key_field] if data[spec.key_field] is not None else data[spec.key_fallback or ""]
     headers = _headers(topic, event_id, time, source)
     return topic, Example(topic, summary, key, headers, MappingProxyType(data))
 
@@ -152,6 +158,8 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
                         "amounts_include_tax": True,
                     },
                     "issued_at": DECIDED_AT,
+                    "auto_linked": False,
+                    "credit_notes": [],
                 },
             ),
             _example(
@@ -170,6 +178,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
                     "refund_id": REFUND_ID,
                     "updated_at": DECIDED_AT,
                     "adjustment_id": None,
+                    "instruction_id": None,
                 },
             ),
             _example(
@@ -257,6 +266,103 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
                     "kind": "transaction_refund",
                     "reason_code": "exceeds_refundable",
                     "detail": "25.00 SGD is left to refund of transaction txn-88412",
+                },
+            ),
+            _example(
+                Topic.MONEY_REFUND_REQUESTED,
+                "Finance charges back 50.00 SGD of a 120.00 SGD card payment, out of the credits",
+                MONEY_REQUEST_ID,
+                "2021-05-06T02:00:00Z",
+                {
+                    **MONEY_ACCOUNT,
+                    "account_type": "retail",
+                    "method": "charge_back",
+                    "payment": {"payment_id": "pay-55120", "amount": "120.00", "currency": "SGD"},
+                    "amount": "50.00",
+                    "from_balance": True,
+                    "reason": "Customer asked for the money back instead of credits",
+                    "requested_at": "2021-05-06T10:00:00+08:00",
+                    "actor": FINANCE,
+                },
+                source=ADMIN_PORTAL_SOURCE,
+            ),
+            _example(
+                Topic.PAYMENT_REFUND_INSTRUCTED,
+                "The payment service is told to charge back 50.00 SGD of the payment",
+                "81626e8c-1fdd-505b-a20c-645f18a50439",
+                "2021-05-06T02:00:00.734021Z",
+                {
+                    "instruction_id": INSTRUCTION_ID,
+                    "request_id": MONEY_REQUEST_ID,
+                    "payment_id": "pay-55120",
+                    "method": "charge_back",
+                    "amount": "50.00",
+                    "currency": "SGD",
+                    **MONEY_ACCOUNT,
+                },
+            ),
+            _example(
+                Topic.PAYMENT_REFUND_SETTLED,
+                "The payment service returned the money",
+                SETTLEMENT_ID,
+                "2021-05-07T03:30:00Z",
+                {
+                    "instruction_id": INSTRUCTION_ID,
+                    **MONEY_ACCOUNT,
+                    "status": "succeeded",
+                    "detail": "gateway reference CB-2021-0507-1182",
+                    "settled_at": "2021-05-07T03:29:41Z",
+                },
+                source="/payment-service",
+            ),
+            _example(
+                Topic.MONEY_REFUND_UPDATED,
+                "The charge back succeeded",
+                "d0e330c3-caca-52e5-8bbe-5210b923e654",
+                "2021-05-07T03:30:00.402117Z",
+                {
+                    "instruction_id": INSTRUCTION_ID,
+                    "request_id": MONEY_REQUEST_ID,
+                    "payment_id": "pay-55120",
+                    "method": "charge_back",
+                    **MONEY_ACCOUNT,
+                    "amount": "50.00",
+                    "currency": "SGD",
+                    "from_balance": True,
+                    "status": "succeeded",
+                    "detail": "gateway reference CB-2021-0507-1182",
+                    "updated_at": "2021-05-07T03:30:00.402117Z",
+                },
+            ),
+            _example(
+                Topic.CREDIT_NOTE_ISSUED,
+                "The invoice app sent a credit note for the subscription refunded as credits the day before",
+                NOTE_EVENT_ID,
+                "2021-04-18T01:15:00Z",
+                {
+                    "credit_note_id": "INV-CN-7731",
+                    **_SUBSCRIPTION,
+                    "amount": "110.00",
+                    "currency": "SGD",
+                    "issued_at": "2021-04-18T09:15:00+08:00",
+                    "number": "CN/2021/0419",
+                },
+                source="/invoice-app/res-b3",
+            ),
+            _example(
+                Topic.REFUND_CONFLICT_DETECTED,
+                "That note and the account-credit refund would refund twice: finance reverses one",
+                "bff48b09-8cc3-5f73-a1ff-2438398a9f54",
+                "2021-04-18T01:15:00.880412Z",
+                {
+                    "subscription_id": "sub-sip-yearly-0417",
+                    "refund_id": REFUND_ID,
+                    "credit_note_id": "INV-CN-7731",
+                    "amount": "110.00",
+                    "currency": "SGD",
+                    "account_id": "acc-1002",
+                    "reseller_id": "res-b3",
+                    "detected_at": "2021-04-18T01:15:00.880412Z",
                 },
             ),
         ]

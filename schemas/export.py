@@ -51,6 +51,7 @@ def schema_for(topic: Topic) -> dict[str, Any]:
         "x-topic": str(topic),
         "x-cloudevents-type": str(spec.ce_type),
         "x-kafka-key": spec.key_field,
+        **({"x-kafka-key-fallback": spec.key_fallback} if spec.key_fallback else {}),
         **data,
     }
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails
 
 from schemas.enums import (
@@ -25,6 +25,8 @@ from schemas.enums import (
     TerminationCause,
 )
 from schemas.money import CurrencyCode, ExactMoneyText, SignedMoneyText, exact_money
+from schemas.output_base import OutputData
+from schemas.refund_notes import IssuedCreditNote, LinkedCreditNote
 from schemas.refusals import attempt, invalid, refuse
 from schemas.wire import NonBlankStr
 
@@ -36,44 +38,15 @@ ADJUSTMENT_CAUSES = frozenset(
     {CreditsCause.CREDIT, CreditsCause.CORRECTION, CreditsCause.TRANSACTION_REFUND, CreditsCause.REVERSAL}
 )
 """The causes that are an adjustment's kind: the change names its adjustment_id."""
-
-
-class OutputData(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class IssuedCreditNote(OutputData):
-    # The fields added in v2 default to null for whoever builds a note, yet every published note
-    # carries them: the schema for consumers lists them as required.
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
-
-    credit_note_id: NonBlankStr
-    number: Annotated[int, Field(ge=1)] | None
-    """The worker's own gap-free number per reseller; null for a note sent from the invoice app."""
-    amount: ExactMoneyText
-    issued_at: AwareDatetime | None
-    """When the worker issued its note; null for a note sent from the invoice app (not known here)."""
-    display_number: NonBlankStr | None = None
-    """The worker's own number as invoice apps show it, `CN-<reseller_id>-000042` (the same note as
-    `number`); null for a note sent from the invoice app, which has its own number there."""
-    reason: NonBlankStr | None = None
-    """Why the worker issued its note: the termination request's reason; null for a note sent from the
-    invoice app (its reason is the app's)."""
-    amounts_include_tax: bool | None = None
-    """True for the worker's own note: its amount is a share of what was paid, tax included as paid;
-    null for a note sent from the invoice app (how it was computed is not known here)."""
-
-    @model_validator(mode="after")
-    def _own_note_complete(self) -> Self:
-        own = self.number is not None
-        described = (self.display_number, self.reason, self.amounts_include_tax)
-        if own != (self.display_number is not None) or (own and None in described):
-            message = "the worker's own note has number, display_number, reason and amounts_include_tax"
-            refuse(type(self).__name__, [invalid(("display_number",), self.display_number, message)])
-        return self
+MONEY_REFUND_CAUSES = frozenset({CreditsCause.MONEY_REFUND, CreditsCause.MONEY_REFUND_FAILED})
+"""The causes of a money refund (section 9): the change names its instruction_id."""
 
 
 class RefundIssued(OutputData):
+    # auto_linked and credit_notes (v2) default for whoever builds a refund, yet every published refund
+    # carries them: the schema for consumers lists them as required.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     refund_id: NonBlankStr
     request_id: NonBlankStr
     subscription_id: NonBlankStr
@@ -88,6 +61,12 @@ class RefundIssued(OutputData):
     policy_amount: ExactMoneyText
     credit_note: IssuedCreditNote
     issued_at: AwareDatetime
+    auto_linked: bool = False
+    """True when the refund is the subscription's unused notes from the invoice app, linked by the
+    worker (section 10); `credit_note` is then the first of them."""
+    credit_notes: tuple[LinkedCreditNote, ...] = ()
+    """The notes linked automatically, oldest first, their amounts summing to `amount`; empty unless
+    `auto_linked`."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -104,6 +83,7 @@ class RefundIssued(OutputData):
             errors.append(
                 invalid(("rule",), self.rule, f"rule {self.rule} does not go with method {self.method}")
             )
+        errors.extend(self._linked_errors(amount))
         if self.months_refunded > self.cycle_months:
             errors.append(
                 invalid(("months_refunded",), self.months_refunded, "more months than the cycle has")
@@ -111,6 +91,27 @@ class RefundIssued(OutputData):
         if errors:
             refuse(type(self).__name__, errors)
         return self
+
+    def _linked_errors(self, amount: int | None) -> list[InitErrorDetails]:
+        errors: list[InitErrorDetails] = []
+        if self.auto_linked != bool(self.credit_notes):
+            message = "an auto-linked refund, and only one, lists its credit notes"
+            return [invalid(("credit_notes",), len(self.credit_notes), message)]
+        if not self.auto_linked:
+            return errors
+        if self.method is not RefundMethod.CREDIT_NOTE:
+            errors.append(invalid(("auto_linked",), True, "an auto-linked refund is paid as credit notes"))
+        amounts = [
+            _exact(errors, ("credit_notes", "amount"), n.amount, self.currency) for n in self.credit_notes
+        ]
+        if None not in amounts and amount is not None and sum(a or 0 for a in amounts) != amount:
+            errors.append(invalid(("credit_notes",), amount, "the linked notes sum to the refund's amount"))
+        if self.credit_note.credit_note_id != self.credit_notes[0].credit_note_id:
+            message = "credit_note is the first of the linked notes"
+            errors.append(
+                invalid(("credit_note", "credit_note_id"), self.credit_note.credit_note_id, message)
+            )
+        return errors
 
 
 class CreditsUpdated(OutputData):
@@ -130,6 +131,8 @@ class CreditsUpdated(OutputData):
     updated_at: AwareDatetime
     adjustment_id: NonBlankStr | None = None
     """The operator's adjustment (the request's ce_id) when the cause is an adjustment's kind."""
+    instruction_id: NonBlankStr | None = None
+    """The money refund's instruction when the cause is money_refund or money_refund_failed."""
 
     @model_validator(mode="after")
     def _exact_amounts(self) -> Self:
@@ -144,6 +147,9 @@ class CreditsUpdated(OutputData):
         if (self.cause in ADJUSTMENT_CAUSES) != (self.adjustment_id is not None):
             message = "a change caused by an adjustment, and only one, names the adjustment"
             errors.append(invalid(("adjustment_id",), self.adjustment_id, message))
+        if (self.cause in MONEY_REFUND_CAUSES) != (self.instruction_id is not None):
+            message = "a change caused by a money refund, and only one, names the instruction"
+            errors.append(invalid(("instruction_id",), self.instruction_id, message))
         if errors:
             refuse(type(self).__name__, errors)
         return self
@@ -220,6 +226,7 @@ __all__ = [
     "CreditsCause",
     "CreditsUpdated",
     "IssuedCreditNote",
+    "LinkedCreditNote",
     "NoRefundReason",
     "OutputData",
     "RefundIssued",

@@ -27,6 +27,14 @@ class Topic(StrEnum):
     BALANCE_ADJUSTMENT_REQUESTED = "balance-adjustment-requested"
     BALANCE_ADJUSTED = "balance-adjusted"
     ADJUSTMENT_REJECTED = "adjustment-rejected"
+    # money back through the payment service (section 9)
+    MONEY_REFUND_REQUESTED = "money-refund-requested"
+    PAYMENT_REFUND_INSTRUCTED = "payment-refund-instructed"
+    PAYMENT_REFUND_SETTLED = "payment-refund-settled"
+    MONEY_REFUND_UPDATED = "money-refund-updated"
+    # credit notes from the invoice app (section 10)
+    CREDIT_NOTE_ISSUED = "credit-note-issued"
+    REFUND_CONFLICT_DETECTED = "refund-conflict-detected"
 
 
 class CeType(StrEnum):
@@ -40,6 +48,12 @@ class CeType(StrEnum):
     BALANCE_ADJUSTMENT_REQUESTED = "account.adjustment.requested.v1"
     BALANCE_ADJUSTED = "account.balance.adjusted.v1"
     ADJUSTMENT_REJECTED = "account.adjustment.rejected.v1"
+    MONEY_REFUND_REQUESTED = "account.money_refund.requested.v1"
+    PAYMENT_REFUND_INSTRUCTED = "payment.refund.instructed.v1"
+    PAYMENT_REFUND_SETTLED = "payment.refund.settled.v1"
+    MONEY_REFUND_UPDATED = "account.money_refund.updated.v1"
+    CREDIT_NOTE_ISSUED = "invoice.credit_note.issued.v1"
+    REFUND_CONFLICT_DETECTED = "billing.refund.conflict.v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +63,18 @@ class TopicSpec:
     key_field: str
     """The field of the event's data whose value, UTF-8 encoded, is the Kafka message key."""
     is_input: bool
+    key_fallback: str | None = None
+    """The field that is the key when `key_field` is null (a credit note for no subscription)."""
 
     @property
     def dead_letter_topic(self) -> str:
         return dead_letter_topic(self.topic)
 
 
-def _spec(topic: Topic, ce_type: CeType, key_field: str, *, is_input: bool) -> tuple[Topic, TopicSpec]:
-    return topic, TopicSpec(topic, ce_type, key_field, is_input)
+def _spec(
+    topic: Topic, ce_type: CeType, key_field: str, *, is_input: bool, key_fallback: str | None = None
+) -> tuple[Topic, TopicSpec]:
+    return topic, TopicSpec(topic, ce_type, key_field, is_input, key_fallback)
 
 
 TOPICS = MappingProxyType(
@@ -84,18 +102,45 @@ TOPICS = MappingProxyType(
             ),
             _spec(Topic.BALANCE_ADJUSTED, CeType.BALANCE_ADJUSTED, "account_id", is_input=False),
             _spec(Topic.ADJUSTMENT_REJECTED, CeType.ADJUSTMENT_REJECTED, "account_id", is_input=False),
+            _spec(Topic.MONEY_REFUND_REQUESTED, CeType.MONEY_REFUND_REQUESTED, "account_id", is_input=True),
+            _spec(
+                Topic.PAYMENT_REFUND_INSTRUCTED,
+                CeType.PAYMENT_REFUND_INSTRUCTED,
+                "account_id",
+                is_input=False,
+            ),
+            _spec(Topic.PAYMENT_REFUND_SETTLED, CeType.PAYMENT_REFUND_SETTLED, "account_id", is_input=True),
+            _spec(Topic.MONEY_REFUND_UPDATED, CeType.MONEY_REFUND_UPDATED, "account_id", is_input=False),
+            _spec(
+                Topic.CREDIT_NOTE_ISSUED,
+                CeType.CREDIT_NOTE_ISSUED,
+                "subscription_id",
+                is_input=True,
+                key_fallback="account_id",
+            ),
+            _spec(
+                Topic.REFUND_CONFLICT_DETECTED,
+                CeType.REFUND_CONFLICT_DETECTED,
+                "subscription_id",
+                is_input=False,
+            ),
         ]
     )
 )
 """Every topic of the contract that has a data model here, by name."""
 
 NOT_YET_SERVED: frozenset[Topic] = frozenset(
-    {Topic.BALANCE_ADJUSTMENT_REQUESTED, Topic.BALANCE_ADJUSTED, Topic.ADJUSTMENT_REJECTED}
+    {
+        *(Topic.BALANCE_ADJUSTMENT_REQUESTED, Topic.BALANCE_ADJUSTED, Topic.ADJUSTMENT_REJECTED),
+        *(Topic.MONEY_REFUND_REQUESTED, Topic.PAYMENT_REFUND_INSTRUCTED, Topic.PAYMENT_REFUND_SETTLED),
+        *(Topic.MONEY_REFUND_UPDATED, Topic.CREDIT_NOTE_ISSUED, Topic.REFUND_CONFLICT_DETECTED),
+    }
 )
 """Topics with a data model, a JSON Schema and an example, that the worker neither consumes nor
 publishes yet (section 8: the rules and `refund-worker adjust --dry-run` exist, the use case does
-not). INPUT_TOPICS and OUTPUT_TOPICS leave them out: those are what the worker reads and writes (the
-topics it creates, the lag it reports, the AsyncAPI document). Wiring a topic's use case removes it
+not; sections 9 and 10: the rules exist, the use cases do not). INPUT_TOPICS and OUTPUT_TOPICS
+leave them out: those are what the worker reads and writes (the topics it creates, the lag it
+reports, the AsyncAPI document). Wiring a topic's use case removes it
 from here."""
 
 INPUT_TOPICS: tuple[Topic, ...] = tuple(

@@ -152,6 +152,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable_and_its_value_with_exit_2
         ("REFUND_WINDOW_DAYS", "-1", "REFUND_WINDOW_DAYS='-1' must be at least 0"),
         ("REFUND_WINDOW_DAYS", "1.5", "REFUND_WINDOW_DAYS='1.5' is not a whole number"),
         ("EXPIRY_GRACE_DAYS", "soon", "EXPIRY_GRACE_DAYS='soon' is not a number"),
+        ("MONEY_REFUND_TIMEOUT_HOURS", "0", "MONEY_REFUND_TIMEOUT_HOURS='0' must be above 0"),
         ("MIGRATE_ON_START", "maybe", "MIGRATE_ON_START='maybe' is not true or false"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' must be 'text' or 'json'"),
         ("CONSUMER_GROUP", "", "CONSUMER_GROUP='' must not be empty"),

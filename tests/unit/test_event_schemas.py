@@ -385,6 +385,8 @@ def test_refund_issued_carries_exactly_the_contract_fields() -> None:
         "policy_amount",
         "credit_note",
         "issued_at",
+        "auto_linked",
+        "credit_notes",
     ]
     assert body["credit_note"] == {
         "credit_note_id": "cn-1",
@@ -438,6 +440,7 @@ def test_credits_updated_carries_exactly_the_contract_fields() -> None:
         "cause": "refund",
         "refund_id": "rf-1",
         "updated_at": "2021-04-17T10:00:00+08:00",
+        "instruction_id": None,
         "adjustment_id": None,
     }
 
@@ -561,6 +564,12 @@ def test_topics_carry_the_contracts_types_and_keys() -> None:
         ("balance-adjustment-requested", "account.adjustment.requested.v1", "account_id"),
         ("balance-adjusted", "account.balance.adjusted.v1", "account_id"),
         ("adjustment-rejected", "account.adjustment.rejected.v1", "account_id"),
+        ("money-refund-requested", "account.money_refund.requested.v1", "account_id"),
+        ("payment-refund-instructed", "payment.refund.instructed.v1", "account_id"),
+        ("payment-refund-settled", "payment.refund.settled.v1", "account_id"),
+        ("money-refund-updated", "account.money_refund.updated.v1", "account_id"),
+        ("credit-note-issued", "invoice.credit_note.issued.v1", "subscription_id"),
+        ("refund-conflict-detected", "billing.refund.conflict.v1", "subscription_id"),
     }
 
 

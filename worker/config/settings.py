@@ -10,6 +10,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.domain.grace_period import DEFAULT_GRACE_DAYS
+from worker.domain.money_refund_facts import DEFAULT_MONEY_REFUND_TIMEOUT_HOURS
 from worker.domain.policy import DEFAULT_WINDOW_DAYS
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -29,6 +30,9 @@ class Settings(BaseSettings):
     refund_window_days: int = Field(DEFAULT_WINDOW_DAYS, ge=0)
     expiry_grace_days: float = Field(DEFAULT_GRACE_DAYS, ge=0)
     consumer_group: str = Field("refund-worker", min_length=1)
+    money_refund_timeout_hours: float = Field(DEFAULT_MONEY_REFUND_TIMEOUT_HOURS, gt=0)
+    """Contract section 9: an unsettled money refund is reported overdue this long after it was
+    instructed; fractions allowed. Not read yet: money refunds are modelled, not served."""
 
     # Beyond the contract: knobs with safe defaults (README, "Configuration").
     ce_source: str = Field("/refund-worker", min_length=1)

@@ -27,6 +27,9 @@ class RefusalCode(StrEnum):
     CURRENCY_MISMATCH = "currency_mismatch"
     NOT_REVERSIBLE = "not_reversible"
     ALREADY_REVERSED = "already_reversed"
+    # money refunds (section 9)
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    EXCEEDS_PAYMENT = "exceeds_payment"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,16 @@ class Actor:
     id: str
     reseller_id: str
     permissions: frozenset[str] = frozenset()
+
+
+def forbidden_detail(actor: Actor, reseller_id: str) -> str | None:
+    """Why `actor` may not change the credits of `reseller_id`'s accounts, or None when it may: it acts
+    for that reseller and holds finance:manage or * (contract sections 8 and 9)."""
+    if actor.reseller_id != reseller_id:
+        return f"{actor.id} acts for reseller {actor.reseller_id}, not {reseller_id}"
+    if not actor.permissions & ADJUSTING_PERMISSIONS:
+        return f"{actor.id} holds neither {FINANCE_MANAGE} nor {EVERY_PERMISSION}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,6 @@ from worker.domain.account_facts import (
     figure,
 )
 from worker.domain.adjustment_requests import (
-    ADJUSTING_PERMISSIONS,
-    EVERY_PERMISSION,
-    FINANCE_MANAGE,
     Actor,
     AdjustmentRequest,
     Applied,
@@ -40,6 +37,7 @@ from worker.domain.adjustment_requests import (
     RefusalCode,
     Refused,
     Transaction,
+    forbidden_detail,
 )
 from worker.domain.errors import DuplicateAdjustment, InvalidAmount, WrongAccount
 from worker.domain.money import MAX_MINOR_DIGITS
@@ -130,14 +128,8 @@ def _refused(request: AdjustmentRequest, code: RefusalCode, detail: str) -> Refu
 
 
 def _forbidden(request: AdjustmentRequest) -> Refused | None:
-    actor = request.actor
-    if actor.reseller_id != request.reseller_id:
-        detail = f"{actor.id} acts for reseller {actor.reseller_id}, not {request.reseller_id}"
-        return _refused(request, RefusalCode.FORBIDDEN, detail)
-    if not actor.permissions & ADJUSTING_PERMISSIONS:
-        detail = f"{actor.id} holds neither {FINANCE_MANAGE} nor {EVERY_PERMISSION}"
-        return _refused(request, RefusalCode.FORBIDDEN, detail)
-    return None
+    detail = forbidden_detail(request.actor, request.reseller_id)
+    return None if detail is None else _refused(request, RefusalCode.FORBIDDEN, detail)
 
 
 def _invalid_amount(request: AdjustmentRequest, facts: AccountFacts) -> Refused | None:

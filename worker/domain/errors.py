@@ -36,3 +36,24 @@ class WrongAccount(DomainError):
 
 class DuplicateAdjustment(DomainError):
     """An adjustment id already on the account: the inbox, not the rules, answers a redelivery."""
+
+
+class InvalidMoneyRefund(DomainError):
+    """A money refund request whose payment is in another currency than the request, or a timeout
+    that is not above zero."""
+
+
+class DuplicateInstruction(DomainError):
+    """An instruction id already on the account: the inbox, not the rules, answers a redelivery."""
+
+
+class UnknownInstruction(DomainError):
+    """A settlement for an instruction the account does not have: it can never succeed (poison)."""
+
+
+class ConflictingSettlement(DomainError):
+    """A settlement with the other status than the one the instruction was settled with (poison)."""
+
+
+class ConflictingCreditNote(DomainError):
+    """An invoice-app credit note recorded again with other facts (amount, currency, subscription)."""
