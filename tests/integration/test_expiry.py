@@ -26,7 +26,10 @@ from tests.integration.harness import (
 from worker.app import Worker
 from worker.config.settings import Settings
 from worker.db.migrate import upgrade_to_head
-from worker.db.tables import expiry_timers, inbox, outbox, terminations
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import GracePeriod
 from worker.engine.runtime import create_engine
 from worker.expiry.commands import ExpiryCommand

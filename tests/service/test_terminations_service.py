@@ -17,15 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
-from worker.db.tables import (
-    account_balances,
-    balance_ledger,
-    credit_notes,
-    inbox,
-    outbox,
-    refunds,
-    terminations,
-)
+from worker.db.schema.balances import account_balances, balance_ledger
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
 from worker.db.bulk import wanted
-from worker.db.tables import inbox, terminations
+from worker.db.schema.inbox import inbox
+from worker.db.schema.refunds import terminations
 
 
 def probed(ids: TableValuedAlias, match: Select[Any]) -> Select[Any]:

@@ -21,7 +21,7 @@ from schemas.envelope import binary_headers
 from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
 from worker.db.inbox import one_of
-from worker.db.tables import outbox
+from worker.db.schema.outbox import outbox
 from worker.engine.database import Database, Queries
 from worker.engine.failures import FailureKind, classify
 from worker.engine.outage import Outage, RetryPolicy

@@ -14,10 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.topics import Topic
 from worker.db.bulk import copy_rows
 from worker.db.inbox import Redelivery, inbox_row, inbox_tracking, terminated_subscriptions
-from worker.db.tables import (
-    inbox,
-    subscription_renewals,
-)
+from worker.db.schema.expiry import subscription_renewals
+from worker.db.schema.inbox import inbox
 from worker.domain.grace_period import GracePeriod
 from worker.domain.timer_verdicts import RenewalOutcome, judge_expiry, judge_renewal
 from worker.engine.clock import utc_now

@@ -15,13 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from schemas.outputs import TerminationCause
 from schemas.topics import Topic
 from worker.db.bulk import copy_rows, wanted
-from worker.db.tables import (
-    expiry_timer_failures,
-    expiry_timers,
-    outbox,
-    subscription_renewals,
-    terminations,
-)
+from worker.db.schema.expiry import expiry_timer_failures, expiry_timers, subscription_renewals
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import (
     BY_REQUEST,
     EARLIEST_INSTANT,

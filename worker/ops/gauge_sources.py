@@ -13,7 +13,8 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.db.tables import expiry_timers, outbox
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.outbox import outbox
 from worker.expiry.store import due_clause
 
 Lags: TypeAlias = dict[tuple[str, int], int]

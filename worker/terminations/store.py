@@ -10,15 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.bulk import copy_rows, wanted
 from worker.db.inbox import one_of, probed
-from worker.db.tables import (
-    balance_ledger,
-    credit_notes,
-    expiry_timers,
-    inbox,
-    outbox,
-    refunds,
-    terminations,
-)
+from worker.db.schema.balances import balance_ledger
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.balance import BalanceCursor
 from worker.domain.grace_period import BY_REQUEST
 from worker.terminations.plan import AccountKey, BatchRows
