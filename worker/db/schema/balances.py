@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, PrimaryKeyConstraint, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 from worker.db.schema.metadata import created_at, metadata
 
@@ -35,5 +44,11 @@ balance_ledger = Table(
     created_at(),
     # Migration 0007: the reseller first in the key.
     Column("reseller_id", Text, nullable=False),
-    UniqueConstraint("reseller_id", "account_id", "currency", "balance_version"),
+    UniqueConstraint(
+        "reseller_id",
+        "account_id",
+        "currency",
+        "balance_version",
+        name="uq_balance_ledger_reseller_account_currency_version",  # the convention's passes 63
+    ),
 )

@@ -3,7 +3,18 @@ far the inputs are read. A subscription's rows are keyed by reseller first."""
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Column, DateTime, Index, Integer, PrimaryKeyConstraint, Table, Text, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    text,
+)
 
 from worker.db.schema.metadata import created_at, metadata
 
