@@ -16,7 +16,7 @@ from worker.expiry.plan import Fired
 from worker.expiry.timers import ExpiryTimers
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-FIRED = Fired("sub-1", "acc-1", NOW - timedelta(days=28), NOW)
+FIRED = Fired("res-1", "sub-1", "acc-1", NOW - timedelta(days=28), NOW)
 
 
 def scripted(monkeypatch: pytest.MonkeyPatch, steps: list[Callable[[], FireReport]]) -> list[datetime]:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db.schema.expiry import expiry_timers
 from worker.db.schema.outbox import outbox
-from worker.expiry.store import due_clause
+from worker.expiry.firing_store import due_clause
 
 Lags: TypeAlias = dict[tuple[str, int], int]
 """(topic, partition) -> messages not yet committed by the group."""
