@@ -164,7 +164,9 @@ async def test_a_renewal_at_the_deadline_is_too_late_and_the_timer_fires(engine:
 
 async def test_a_termination_request_cancels_the_pending_timer(engine: AsyncEngine) -> None:
     await arm(engine, "sub-1")
-    request = TerminationRequested.model_validate(termination_data(subscription_id="sub-1"))
+    request = TerminationRequested.model_validate(
+        termination_data(subscription_id="sub-1", account_id="acc", reseller_id="res")
+    )
     command = TerminationCommand(
         request_id=unique("ce"),
         payload_sha256=payload_digest(request),

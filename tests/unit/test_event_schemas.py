@@ -505,7 +505,7 @@ def test_output_enums_are_the_contracts_values() -> None:
         "credit_note_already_used",
         "credit_note_invalid",
         "account_mismatch",
-        ]
+    ]
 
 
 def test_outputs_refuse_unknown_fields() -> None:
