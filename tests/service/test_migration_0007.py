@@ -61,8 +61,10 @@ def _migrate(connection: Connection, revision: str, *, down: bool = False) -> No
 
 def _primary_keys(connection: Connection) -> dict[str, list[str]]:
     inspector = inspect(connection)
-    tables = ("inbox", "terminations", "refunds", "credit_notes", "account_balances", "expiry_timers")
-    tables += ("subscription_renewals", "expiry_timer_failures")
+    tables = [
+        *("inbox", "terminations", "refunds", "credit_notes", "account_balances", "expiry_timers"),
+        *("subscription_renewals", "expiry_timer_failures"),
+    ]
     return {table: inspector.get_pk_constraint(table)["constrained_columns"] for table in tables}
 
 
@@ -74,7 +76,9 @@ async def test_0007_keeps_every_row_and_keys_it_by_its_reseller(empty_database: 
                 await conn.execute(text(statement))
         await conn.run_sync(_migrate, "0007")
     async with empty_database.connect() as conn:
-        inbox = dict((await conn.execute(text("SELECT ce_id, reseller_id FROM inbox"))).tuples().all())
+        inbox: dict[str, str] = dict(
+            (await conn.execute(text("SELECT ce_id, reseller_id FROM inbox"))).tuples().all()
+        )
         ledger = await conn.scalar(text("SELECT reseller_id FROM balance_ledger"))
         failed = await conn.scalar(text("SELECT reseller_id FROM expiry_timer_failures"))
         counts = [
