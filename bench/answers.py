@@ -15,7 +15,9 @@ from bench.statements import request
 from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
 from worker.db.bulk import wanted
-from worker.db.tables import account_balances, balance_ledger, inbox, terminations
+from worker.db.schema.balances import account_balances, balance_ledger
+from worker.db.schema.inbox import inbox
+from worker.db.schema.refunds import terminations
 from worker.engine.runtime import create_engine
 
 REQUESTED = Topic.TERMINATION_REQUESTED.value

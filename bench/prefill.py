@@ -19,8 +19,8 @@ PREFILLED_TABLES = ("inbox", "terminations", "credit_notes", "outbox", "expiry_t
 
 _STATEMENTS = {
     "inbox": """
-    INSERT INTO inbox (topic, ce_id, payload_sha256, outcome, kafka_partition, kafka_offset)
-    SELECT :topic, 'prefill-' || i, sha256(i::text::bytea), 'terminated', i % 8, i
+    INSERT INTO inbox (reseller_id, topic, ce_id, payload_sha256, outcome, kafka_partition, kafka_offset)
+    SELECT 'prefill-res-' || i % 7, :topic, 'prefill-' || i, sha256(i::text::bytea), 'terminated', i % 8, i
     FROM generate_series(1, :rows) AS i
     """,
     "terminations": """

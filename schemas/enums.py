@@ -41,6 +41,7 @@ class RejectionCode(StrEnum):
     ALREADY_TERMINATED = "already_terminated"
     CREDIT_NOTE_ALREADY_USED = "credit_note_already_used"
     CREDIT_NOTE_INVALID = "credit_note_invalid"
+    ACCOUNT_MISMATCH = "account_mismatch"
 
 
 RejectionReason = RejectionCode

@@ -5,7 +5,7 @@ The story is the help-center's own example (contract section 2): a yearly SIP tr
 as account credit; a second request for it is rejected. Then (section 8) finance refunds 20.00 SGD of
 a 45.00 SGD charge to the same account, whose balance goes from 125.50 to 145.50, and a later request
 for more than the 25.00 SGD left of it is rejected. The output ids are what the worker derives from
-the request's ce_id (`derived_id(ce_id, topic)` in worker/engine/outbox.py).
+the reseller and the request's ce_id (`derived_id(reseller_id, ce_id, kind)` in worker/engine/outbox.py).
 
 The AsyncAPI document (`refund-worker asyncapi`) shows these as its message examples, and
 docs/contract.md shows the same messages; tests/unit/test_contract_examples.py checks that the two
@@ -28,7 +28,7 @@ ADMIN_PORTAL_SOURCE = "/admin-portal/res-b3"
 WORKER_SOURCE = "/refund-worker"
 REQUEST_ID = "3f2b8c1e-6a47-4d2e-9b1a-5c8e0f7d2a41"
 SECOND_REQUEST_ID = "9d0c4a57-2e1b-4f8a-8c3d-71b6e2f4a905"
-REFUND_ID = "a970d9e5-778b-57cb-8702-5587076fa086"
+REFUND_ID = "afbee103-6be6-530b-be6d-84f4d098051d"
 DECIDED_AT = "2021-04-17T02:00:01.204311Z"
 ADJUSTMENT_ID = "6e0f3b2a-9c41-4d7e-8a55-2b7c9d1e4f60"
 REJECTED_ADJUSTMENT_ID = "d1a7e3c9-2b5f-4e80-96c4-3f8b1a2d7e56"
@@ -135,7 +135,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
             _example(
                 Topic.REFUND_ISSUED,
                 "11 unused months of 12 refunded as account credit, with the worker's own credit note",
-                "531b76b1-bede-501e-aef8-9b3a13674832",
+                "0a1661c1-e189-5ab6-ae48-9d5c1b9cc4c6",
                 DECIDED_AT,
                 {
                     "refund_id": REFUND_ID,
@@ -149,7 +149,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
                     "cycle_months": 12,
                     "policy_amount": "110.00",
                     "credit_note": {
-                        "credit_note_id": "3d9b60e8-00e3-520f-8590-32dfae0d440c",
+                        "credit_note_id": "04744a46-6fbb-56df-8799-beda58e12c1e",
                         "number": 42,
                         "amount": "110.00",
                         "issued_at": DECIDED_AT,
@@ -165,7 +165,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
             _example(
                 Topic.CREDITS_UPDATED,
                 "The refund added to the account's SGD credits (its third change)",
-                "5ad3a536-df11-5bc7-ab54-4be8623de612",
+                "634a157a-2c34-5b09-8dc4-2b2ce597efc9",
                 DECIDED_AT,
                 {
                     "account_id": "acc-1002",
@@ -184,7 +184,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
             _example(
                 Topic.SUBSCRIPTION_TERMINATED,
                 "The subscription terminated at the customer's request, with its refund",
-                "17e2a11d-52a7-55c1-a0a5-92cde0ebfb27",
+                "33178579-86d5-5bcb-8ccb-e775e46566a3",
                 DECIDED_AT,
                 {
                     "request_id": REQUEST_ID,
@@ -200,7 +200,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
             _example(
                 Topic.TERMINATION_REJECTED,
                 "A second request, with another ce_id, for the subscription already terminated",
-                "938629fc-c4c2-5663-812d-5c1c75bafe4f",
+                "f30a6475-a714-509b-92ef-9d99591c3d1b",
                 "2021-04-17T02:05:00.018200Z",
                 {
                     "request_id": SECOND_REQUEST_ID,
@@ -236,7 +236,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
             _example(
                 Topic.BALANCE_ADJUSTED,
                 "The transaction refund applied: the account's SGD credits go from 125.50 to 145.50",
-                "60f89a41-7096-5e42-83ec-f2c0b94df837",
+                "b53e43cd-3924-5fef-a789-6054d1a9e83a",
                 ADJUSTED_AT,
                 {
                     "adjustment_id": ADJUSTMENT_ID,
@@ -257,7 +257,7 @@ EXAMPLES: Mapping[Topic, Example] = MappingProxyType(
             _example(
                 Topic.ADJUSTMENT_REJECTED,
                 "A later refund of the same charge asks for more than the 25.00 SGD left of it",
-                "3b790c80-a99c-555d-bdb4-0526dae61444",
+                "371a313d-2b87-5084-91cb-d6323914c2e4",
                 "2021-05-04T01:02:03.120000Z",
                 {
                     "request_id": REJECTED_ADJUSTMENT_ID,

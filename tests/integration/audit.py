@@ -19,7 +19,9 @@ from sqlalchemy import func, select
 from schemas.inputs import TerminationRequested
 from schemas.topics import Topic
 from tests.integration.harness import Received
-from worker.db.tables import account_balances, balance_ledger, credit_notes, outbox, terminations
+from worker.db.schema.balances import account_balances, balance_ledger
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import credit_notes, terminations
 from worker.domain.policy import RefundPolicy
 from worker.engine.runtime import create_engine
 from worker.entrypoints.quote import quote

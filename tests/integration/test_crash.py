@@ -26,7 +26,7 @@ from tests.integration.harness import (
     unique,
 )
 from tests.integration.worker_processes import WorkerProcess, worker_env
-from worker.db.tables import inbox
+from worker.db.schema.inbox import inbox
 from worker.engine.runtime import create_engine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -41,7 +41,7 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Worker
-from worker.db.tables import account_balances
+from worker.db.schema.balances import account_balances
 from worker.dlq.recoverer import REPLAYED_FROM, dead_letter
 from worker.engine.failures import IdempotencyConflict, RetriesExhausted, failure_reason
 from worker.engine.records import InboundRecord

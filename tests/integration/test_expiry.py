@@ -26,7 +26,10 @@ from tests.integration.harness import (
 from worker.app import Worker
 from worker.config.settings import Settings
 from worker.db.migrate import upgrade_to_head
-from worker.db.tables import expiry_timers, inbox, outbox, terminations
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import GracePeriod
 from worker.engine.runtime import create_engine
 from worker.expiry.commands import ExpiryCommand
@@ -137,7 +140,7 @@ async def wait_for_inbox(worker: Worker, topic: Topic, ce_id: str, within: float
 
 def assert_expiry_termination(message: Received, who: dict[str, str], expired_at: datetime) -> None:
     assert message.key == who["subscription_id"]
-    assert message.ce_id == expiry_event_id(who["subscription_id"], expired_at)
+    assert message.ce_id == expiry_event_id(who["reseller_id"], who["subscription_id"], expired_at)
     assert {k: v for k, v in message.data.items() if k != "terminated_at"} == {
         **who,
         "request_id": None,
@@ -459,10 +462,10 @@ async def test_a_timer_that_finds_its_subscription_terminated_publishes_nothing(
                 )
             )
         report = await fire_due_timers(engine, now(), reads=all_read(now()))
-        assert report.already_terminated == (who["subscription_id"],)
+        assert report.already_terminated == ((who["reseller_id"], who["subscription_id"]),)
         assert who["subscription_id"] not in {f.subscription_id for f in report.terminated}
         async with engine.connect() as conn:
-            event_id = expiry_event_id(who["subscription_id"], expired_at)
+            event_id = expiry_event_id(who["reseller_id"], who["subscription_id"], expired_at)
             assert await conn.scalar(select(outbox.c.seq).where(outbox.c.event_id == event_id)) is None
             timer = (
                 await conn.execute(

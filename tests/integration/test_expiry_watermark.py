@@ -19,12 +19,12 @@ from sqlalchemy.pool import NullPool
 from tests.integration.harness import unique
 from worker.config.settings import async_database_url
 from worker.db.migrate import upgrade_to_head
-from worker.db.tables import expiry_timer_failures, expiry_timers, read_progress
+from worker.db.schema.expiry import expiry_timer_failures, expiry_timers, read_progress
 from worker.domain.grace_period import GracePeriod
 from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome
 from worker.engine.runtime import create_engine
+from worker.expiry import firing_store as expiry_store
 from worker.expiry import plan as expiry_plan
-from worker.expiry import store as expiry_store
 from worker.expiry import timers as expiry
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
 from worker.expiry.firing import fire_due_timers

@@ -21,7 +21,7 @@ from tests.fuzz_messages import Case, Generator, Message
 from tests.integration.dead_letter_support import Record, RecordWatcher
 from tests.integration.harness import OutputWatcher, Received, running_worker, worker_settings
 from worker.app import Worker
-from worker.db.tables import oversize_dead_letters
+from worker.db.schema.dead_letters import oversize_dead_letters
 from worker.dlq.recoverer import VALUE_TRUNCATED, read_number
 from worker.domain.policy import CreditNoteInvalid, RefundPolicy, decide_refund
 from worker.engine.wire_to_domain import termination_terms

@@ -1,4 +1,4 @@
-"""The migrations build exactly the schema that worker/db/tables.py describes."""
+"""The migrations build exactly the schema that worker/db/schema/ describes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 from worker.db.migrate import current_revision, head_revision, upgrade_to_head
-from worker.db.tables import metadata
+from worker.db.schema.metadata import complete_metadata
 from worker.engine.runtime import create_engine
 
 pytestmark = pytest.mark.integration
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def _differences(connection: Connection) -> list[object]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
-    return list(compare_metadata(context, metadata))
+    return list(compare_metadata(context, complete_metadata()))
 
 
 async def test_migrated_database_matches_the_table_definitions(database_url: str) -> None:

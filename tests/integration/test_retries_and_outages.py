@@ -26,7 +26,7 @@ from tests.integration.harness import (
 )
 from tests.integration.stoppable_postgres import stoppable_postgres
 from worker.app import Worker
-from worker.db.tables import account_balances
+from worker.db.schema.balances import account_balances
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

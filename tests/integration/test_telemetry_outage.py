@@ -17,7 +17,7 @@ from sqlalchemy import insert
 from schemas.topics import Topic
 from tests.integration.harness import unique, worker_settings
 from tests.integration.test_operability import eventually, is_ready, scrape, serving, value, with_name
-from worker.db.tables import outbox
+from worker.db.schema.outbox import outbox
 from worker.infra.tansu import embedded_kafka
 from worker.ops.logs import RepeatLimiter
 

@@ -26,7 +26,8 @@ from tests.integration.harness import (
     worker_settings,
 )
 from worker.app import Worker
-from worker.db.tables import account_balances, balance_ledger, credit_notes
+from worker.db.schema.balances import account_balances, balance_ledger
+from worker.db.schema.refunds import credit_notes
 
 pytestmark = pytest.mark.integration
 

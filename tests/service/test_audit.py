@@ -23,7 +23,7 @@ from tests.integration.harness import termination_data, unique
 from tests.service.test_terminations_service import command_for
 from worker.db.audit import ProblemKind, audit_ledger
 from worker.db.migrate import upgrade_to_head
-from worker.db.tables import account_balances
+from worker.db.schema.balances import account_balances
 from worker.domain.policy import RefundPolicy
 from worker.engine.runtime import create_engine
 from worker.entrypoints.cli import app
@@ -156,8 +156,8 @@ async def test_the_table_shows_each_problem_then_the_summary(database: Database)
     result = await audit(database.url)
     assert result.exit_code == 1
     header, _rule, row, summary = result.stdout.splitlines()
-    assert header.split()[:4] == ["account_id", "currency", "reseller_id", "problem"]
-    assert row.split()[:2] == [database.twice, "SGD"]
+    assert header.split()[:4] == ["reseller_id", "account_id", "currency", "problem"]
+    assert row.split()[1:3] == [database.twice, "SGD"]
     assert row.split()[3:6] == ["version_mismatch", str(2 * REFUNDED), "7"]
     assert summary == "audit: 2 accounts checked, 1 problems in 1 accounts"
 
@@ -166,14 +166,15 @@ async def test_an_account_only_the_ledger_knows_is_counted_and_reported(database
     stray = unique("acc")
     await spoil(
         database,
-        "INSERT INTO balance_ledger (account_id, currency, balance_version, delta_minor, balance_minor,"
-        " cause, event_id, changed_at) VALUES (:account, 'JPY', 1, 5, 5, 'refund', 'e', now())",
+        "INSERT INTO balance_ledger (reseller_id, account_id, currency, balance_version, delta_minor,"
+        " balance_minor, cause, event_id, changed_at)"
+        " VALUES ('res-stray', :account, 'JPY', 1, 5, 5, 'refund', 'e', now())",
         stray,
     )
     result = await audit(database.url, "--json")
     assert result.exit_code == 1
     assert reported(result.stdout) == [(stray, ProblemKind.BALANCE_MISSING.value, None)]
-    assert json.loads(result.stdout)["reseller_id"] is None  # the ledger does not know it yet
+    assert json.loads(result.stdout)["reseller_id"] == "res-stray"  # from the ledger: part of the key
     assert result.stderr == "audit: 3 accounts checked, 1 problems in 1 accounts\n"
 
 

@@ -17,7 +17,8 @@ from schemas.inputs import TerminationRequested
 from tests.databases import fresh_database
 from tests.integration.harness import termination_data, unique
 from worker.db.migrate import alembic_config, upgrade_to_head
-from worker.db.tables import credit_notes, outbox, refunds, terminations
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.policy import RefundPolicy
 from worker.engine.parsing import payload_digest
 from worker.engine.runtime import create_engine

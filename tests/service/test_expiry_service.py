@@ -14,7 +14,10 @@ from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
 from worker.db.inbox import Redelivery
-from worker.db.tables import expiry_timers, metadata, outbox, terminations
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.metadata import complete_metadata
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
 from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome
@@ -47,7 +50,7 @@ async def database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
 async def engine(database: AsyncEngine) -> AsyncEngine:
     """The module's database, emptied: read progress another test recorded must not move the watermark."""
     async with database.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)}"))
+        await conn.execute(text(f"TRUNCATE {', '.join(t.name for t in complete_metadata().sorted_tables)}"))
     return database
 
 
@@ -161,7 +164,9 @@ async def test_a_renewal_at_the_deadline_is_too_late_and_the_timer_fires(engine:
 
 async def test_a_termination_request_cancels_the_pending_timer(engine: AsyncEngine) -> None:
     await arm(engine, "sub-1")
-    request = TerminationRequested.model_validate(termination_data(subscription_id="sub-1"))
+    request = TerminationRequested.model_validate(
+        termination_data(subscription_id="sub-1", account_id="acc", reseller_id="res")
+    )
     command = TerminationCommand(
         request_id=unique("ce"),
         payload_sha256=payload_digest(request),

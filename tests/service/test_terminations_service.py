@@ -17,15 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
-from worker.db.tables import (
-    account_balances,
-    balance_ledger,
-    credit_notes,
-    inbox,
-    outbox,
-    refunds,
-    terminations,
-)
+from worker.db.schema.balances import account_balances, balance_ledger
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import IdempotencyConflict
@@ -127,7 +122,9 @@ async def test_a_ce_id_reused_with_another_payload_is_a_conflict_that_changes_no
 ) -> None:
     first = command_for(termination_data())
     await apply(database, [first])
-    other = command_for(termination_data(reason="another payload"), request_id=first.request_id)
+    other = command_for(
+        termination_data(reason="another payload", reseller_id=first.reseller_id), request_id=first.request_id
+    )
     assert other.payload_sha256 != first.payload_sha256
     before = await stored_rows(database)
 
@@ -169,7 +166,8 @@ async def test_a_second_request_for_a_terminated_subscription_is_rejected_as_alr
     database: AsyncEngine,
 ) -> None:
     subscription = unique("sub")
-    first, same_batch, later = (command_for(termination_data(subscription_id=subscription)) for _ in range(3))
+    who = {"subscription_id": subscription, "account_id": unique("acc"), "reseller_id": unique("res")}
+    first, same_batch, later = (command_for(termination_data(**who)) for _ in range(3))
 
     results = await apply(database, [first, same_batch])
     [late] = await apply(database, [later])
@@ -197,7 +195,10 @@ async def test_a_credit_note_id_used_before_is_rejected_as_credit_note_already_u
     database: AsyncEngine,
 ) -> None:
     note = {"credit_note_id": unique("INV-CN"), "amount": "50.00"}
-    first, same_batch, later = (command_for(termination_data(credit_note=note)) for _ in range(3))
+    reseller = unique("res")
+    first, same_batch, later = (
+        command_for(termination_data(credit_note=note, reseller_id=reseller)) for _ in range(3)
+    )
 
     results = await apply(database, [first, same_batch])
     [late] = await apply(database, [later])

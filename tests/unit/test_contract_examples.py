@@ -234,10 +234,10 @@ def test_the_adjustment_examples_tell_one_story(examples: Examples) -> None:
     assert adjusted["requested_by"] == request["data"]["actor"]["id"]
     assert (rejected["reason_code"], rejected["detail"]) == (refused["reason_code"], refused["detail"])
     assert examples["balance-adjusted"]["headers"]["ce_id"] == derived_id(
-        adjusted["adjustment_id"], "balance-adjusted"
+        adjusted["reseller_id"], adjusted["adjustment_id"], "balance-adjusted"
     )
     assert examples["adjustment-rejected"]["headers"]["ce_id"] == derived_id(
-        rejected["request_id"], "adjustment-rejected"
+        rejected["reseller_id"], rejected["request_id"], "adjustment-rejected"
     )
 
 

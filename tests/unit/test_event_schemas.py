@@ -507,6 +507,7 @@ def test_output_enums_are_the_contracts_values() -> None:
         "already_terminated",
         "credit_note_already_used",
         "credit_note_invalid",
+        "account_mismatch",
     ]
 
 

@@ -16,7 +16,7 @@ from worker.expiry.plan import Fired
 from worker.expiry.timers import ExpiryTimers
 
 NOW = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-FIRED = Fired("sub-1", "acc-1", NOW - timedelta(days=28), NOW)
+FIRED = Fired("res-1", "sub-1", "acc-1", NOW - timedelta(days=28), NOW)
 
 
 def scripted(monkeypatch: pytest.MonkeyPatch, steps: list[Callable[[], FireReport]]) -> list[datetime]:
@@ -60,7 +60,7 @@ async def test_a_database_outage_is_logged_once_as_it_starts_and_ends(
     assert outage_lines[0].getMessage().startswith("firing expiry timers unavailable (OSError")
     assert outage_lines[1].getMessage().endswith("and 2 failed attempts; resuming")
     assert all(r.exc_info is None for r in outage_lines)  # an outage is no bug: no traceback
-    assert any("expired subscription=sub-1" in r.getMessage() for r in caplog.records)
+    assert any("expired reseller=res-1 subscription=sub-1" in r.getMessage() for r in caplog.records)
 
 
 async def test_full_batches_are_fired_back_to_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,12 +16,18 @@ NOW = datetime(2021, 4, 12, 9, 30, tzinfo=UTC)
 
 
 def test_a_ce_id_seen_before_is_a_duplicate_with_its_payload_and_a_conflict_with_another() -> None:
-    tracking = InboxTracking({"seen": b"digest"})
-    assert tracking.redelivery("new", b"digest") is None
-    assert tracking.redelivery("seen", b"digest") is Redelivery.DUPLICATE
-    assert tracking.redelivery("seen", b"other") is Redelivery.CONFLICT
-    tracking.track("new", b"digest")
-    assert tracking.redelivery("new", b"other") is Redelivery.CONFLICT  # a later copy in the same batch
+    tracking = InboxTracking({("res-a", "seen"): b"digest"})
+    assert tracking.redelivery(("res-a", "new"), b"digest") is None
+    assert tracking.redelivery(("res-a", "seen"), b"digest") is Redelivery.DUPLICATE
+    assert tracking.redelivery(("res-a", "seen"), b"other") is Redelivery.CONFLICT
+    tracking.track(("res-a", "new"), b"digest")
+    assert tracking.redelivery(("res-a", "new"), b"other") is Redelivery.CONFLICT  # a later copy in the batch
+
+
+def test_the_same_ce_id_from_another_reseller_is_neither_a_duplicate_nor_a_conflict() -> None:
+    tracking = InboxTracking({("res-a", "ce-1"): b"digest"})
+    assert tracking.redelivery(("res-b", "ce-1"), b"digest") is None
+    assert tracking.redelivery(("res-b", "ce-1"), b"other") is None
 
 
 def test_an_account_credit_plans_its_own_numbered_note_a_ledger_row_and_events_in_order() -> None:
@@ -47,7 +53,7 @@ def test_an_account_credit_plans_its_own_numbered_note_a_ledger_row_and_events_i
     )
     batch = BatchRows(now=NOW)
     numbers = own_note_numbers([(command, decision)], {"res-1": 42})
-    balances = {("acc-1", "SGD"): BalanceCursor(balance=500, version=3)}
+    balances = {("res-1", "acc-1", "SGD"): BalanceCursor(balance=500, version=3)}
 
     record_termination(batch, command, decision, numbers, balances)
 

@@ -17,11 +17,10 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.db.tables import account_balances, balance_ledger
+from worker.db.schema.balances import account_balances, balance_ledger
 
-KEY_COLUMNS: tuple[str, ...] = ("account_id", "currency")
-"""An account's key in both tables, in order: the one place to name it (reseller_id goes first when
-the ledger has it)."""
+KEY_COLUMNS: tuple[str, ...] = ("reseller_id", "account_id", "currency")
+"""An account's key in both tables, in order (the reseller first: ids are unique within it alone)."""
 
 DESCRIPTIVE_COLUMNS: tuple[str, ...] = tuple(
     name for name in ("reseller_id",) if name in account_balances.c and name not in KEY_COLUMNS

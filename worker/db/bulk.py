@@ -8,7 +8,7 @@ one statement text, cached at every layer, and COPY is PostgreSQL's fastest way 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from functools import cache
 from operator import itemgetter
@@ -32,6 +32,25 @@ def wanted(name: str, element: TypeEngine[Any] | None = None) -> TableValuedAlia
     array: Any = ARRAY(element or Text())  # sqlalchemy's stubs want a Python type here; ARRAY is one
     parameter: BindParameter[list[Any]] = bindparam(name, type_=array)
     return func.unnest(parameter).table_valued("id", name=name).render_derived()
+
+
+ResellerKey = tuple[str, str]
+"""(reseller_id, an identifier the reseller chose): identifiers are unique within their reseller only."""
+
+
+def wanted_keys() -> TableValuedAlias:
+    """`unnest(:resellers, :ids) AS keys(reseller_id, id)`: `wanted` for keys of a reseller's rows,
+    bound by `key_arrays`."""
+    array: Any = ARRAY(Text())
+    resellers: BindParameter[list[Any]] = bindparam("resellers", type_=array)
+    ids: BindParameter[list[Any]] = bindparam("ids", type_=array)
+    return func.unnest(resellers, ids).table_valued("reseller_id", "id", name="keys").render_derived()
+
+
+def key_arrays(keys: Iterable[ResellerKey]) -> dict[str, list[str]]:
+    """The parameters of `wanted_keys` (and of worker.db.inbox.one_of_keys), in key order."""
+    ordered = sorted(set(keys))
+    return {"resellers": [reseller for reseller, _ in ordered], "ids": [key for _, key in ordered]}
 
 
 async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

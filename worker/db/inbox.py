@@ -1,4 +1,6 @@
-"""Look-ups every input's batch makes: which ce_ids it has seen, which subscriptions are terminated.
+"""Look-ups every input's batch makes: which ce_ids it has seen, which subscriptions are terminated
+and which account each subscription belongs to. Every key is (reseller_id, id): identifiers are
+unique within their reseller only (contract section 7).
 
 `InboxTracking` is the inbox's one judgement of a redelivery (as eventsourcing's process recorder
 names its tracking record): the same ce_id with the same payload is a duplicate, with another a
@@ -11,12 +13,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TableValuedAlias, any_, func, select, true
+from sqlalchemy import ColumnElement, Select, Table, TableValuedAlias, any_, func, select, true, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
-from worker.db.bulk import wanted
-from worker.db.tables import inbox, terminations
+from worker.db.bulk import ResellerKey, key_arrays, wanted, wanted_keys
+from worker.db.schema.expiry import expiry_timers, subscription_renewals
+from worker.db.schema.inbox import inbox
+from worker.db.schema.refunds import terminations
 
 
 def probed(ids: TableValuedAlias, match: Select[Any]) -> Select[Any]:
@@ -45,30 +49,80 @@ def one_of(
     return column == any_(func.array(select(wanted(name, element).c.id).scalar_subquery()))
 
 
-async def seen_digests(conn: AsyncConnection, topic: str, ce_ids: Iterable[str]) -> dict[str, bytes]:
-    """The payload digest stored for each of these ce_ids already handled on `topic`."""
-    ids = wanted("ids")
+def one_of_keys(reseller: ColumnElement[str], key: ColumnElement[str]) -> ColumnElement[bool]:
+    """`one_of` for (reseller, key) pairs bound by worker.db.bulk.key_arrays: each column is one of its
+    array (the index is probed with every reseller and id given, a few resellers at most), and the
+    pair one of the pairs (a filter of the rows found, never a join)."""
+    keys = wanted_keys()
+    pairs = func.array(select(tuple_(keys.c.reseller_id, keys.c.id)).scalar_subquery())
+    return one_of(reseller, "resellers") & one_of(key, "ids") & (tuple_(reseller, key) == any_(pairs))
+
+
+async def seen_digests(
+    conn: AsyncConnection, topic: str, ce_ids: Iterable[ResellerKey]
+) -> dict[ResellerKey, bytes]:
+    """The payload digest stored for each of these (reseller, ce_id) already handled on `topic`."""
+    keys = wanted_keys()
     query = probed(
-        ids,
-        select(inbox.c.ce_id, inbox.c.payload_sha256).where(
-            inbox.c.topic == topic, inbox.c.ce_id == ids.c.id
+        keys,
+        select(inbox.c.reseller_id, inbox.c.ce_id, inbox.c.payload_sha256).where(
+            inbox.c.reseller_id == keys.c.reseller_id, inbox.c.topic == topic, inbox.c.ce_id == keys.c.id
         ),
     )
-    return {ce_id: digest for ce_id, digest in await conn.execute(query, {"ids": list(ce_ids)})}
+    rows = await conn.execute(query, key_arrays(ce_ids))
+    return {(reseller, ce_id): digest for reseller, ce_id, digest in rows}
 
 
-async def terminated_subscriptions(conn: AsyncConnection, subscription_ids: Iterable[str]) -> set[str]:
-    ids = wanted("ids")
+async def terminated_subscriptions(
+    conn: AsyncConnection, subscriptions: Iterable[ResellerKey]
+) -> set[ResellerKey]:
+    keys = wanted_keys()
+    t = terminations.c
     query = probed(
-        ids, select(terminations.c.subscription_id).where(terminations.c.subscription_id == ids.c.id)
+        keys,
+        select(t.reseller_id, t.subscription_id).where(
+            t.reseller_id == keys.c.reseller_id, t.subscription_id == keys.c.id
+        ),
     )
-    return set((await conn.execute(query, {"ids": list(subscription_ids)})).scalars())
+    return {
+        (reseller, subscription)
+        for reseller, subscription in await conn.execute(query, key_arrays(subscriptions))
+    }
+
+
+def _owner_in(table: Table, keys: TableValuedAlias) -> ColumnElement[str]:
+    c = table.c
+    found = select(c.account_id).where(c.reseller_id == keys.c.reseller_id, c.subscription_id == keys.c.id)
+    return found.limit(1).scalar_subquery()
+
+
+async def subscription_owners(
+    conn: AsyncConnection, subscriptions: Iterable[ResellerKey]
+) -> dict[ResellerKey, str]:
+    """The account each known subscription belongs to: from its termination, its expiry timer or a
+    renewal, one index probe of each per key (worker.domain.ownership decides what a mismatch does)."""
+    keys = wanted_keys()
+    owner = func.coalesce(
+        _owner_in(terminations, keys), _owner_in(expiry_timers, keys), _owner_in(subscription_renewals, keys)
+    )
+    query = select(keys.c.reseller_id, keys.c.id, owner)
+    rows = await conn.execute(query, key_arrays(subscriptions))
+    return {
+        (reseller, subscription): account for reseller, subscription, account in rows if account is not None
+    }
 
 
 def inbox_row(
-    topic: str, ce_id: str, digest: bytes, outcome: StrEnum, partition: int | None, offset: int | None
+    reseller_id: str,
+    topic: str,
+    ce_id: str,
+    digest: bytes,
+    outcome: StrEnum,
+    partition: int | None,
+    offset: int | None,
 ) -> dict[str, Any]:
     return {
+        "reseller_id": reseller_id,
         "topic": topic,
         "ce_id": ce_id,
         "payload_sha256": digest,
@@ -87,21 +141,22 @@ class Redelivery(StrEnum):
 
 @dataclass(slots=True)
 class InboxTracking:
-    """The payload digests the inbox holds for a batch's ce_ids on one topic, and those the batch adds."""
+    """The payload digests the inbox holds for a batch's (reseller, ce_id) on one topic, and those the
+    batch adds."""
 
-    seen: dict[str, bytes]
+    seen: dict[ResellerKey, bytes]
 
-    def redelivery(self, ce_id: str, digest: bytes) -> Redelivery | None:
+    def redelivery(self, ce_id: ResellerKey, digest: bytes) -> Redelivery | None:
         """None for a ce_id never handled, else whether this is a duplicate or a conflict."""
         known = self.seen.get(ce_id)
         if known is None:
             return None
         return Redelivery.DUPLICATE if known == digest else Redelivery.CONFLICT
 
-    def track(self, ce_id: str, digest: bytes) -> None:
+    def track(self, ce_id: ResellerKey, digest: bytes) -> None:
         """The batch handles this ce_id: a later copy in the same batch is a redelivery."""
         self.seen[ce_id] = digest
 
 
-async def inbox_tracking(conn: AsyncConnection, topic: str, ce_ids: Iterable[str]) -> InboxTracking:
+async def inbox_tracking(conn: AsyncConnection, topic: str, ce_ids: Iterable[ResellerKey]) -> InboxTracking:
     return InboxTracking(await seen_digests(conn, topic, ce_ids))

@@ -59,7 +59,7 @@ def _upgrade(connection: Connection) -> None:
 
 
 def autogenerate(connection: Connection, message: str) -> None:
-    """For developers: write a new revision from the difference between tables.py and the database."""
+    """For developers: write a new revision from the difference between worker/db/schema/ and the database."""
     config = alembic_config()
     config.attributes["connection"] = connection
     command.revision(config, message=message, autogenerate=True)

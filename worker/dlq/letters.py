@@ -19,7 +19,15 @@ from worker.engine.failures import PoisonMessage
 from worker.engine.records import Headers, OutboundRecord
 
 POISON_REASONS = frozenset(
-    {"not_json", "invalid_envelope", "invalid_data", "idempotency_conflict", "domain_refused", "poison"}
+    {
+        "not_json",
+        "invalid_envelope",
+        "invalid_data",
+        "idempotency_conflict",
+        "account_mismatch",
+        "domain_refused",
+        "poison",
+    }
 )
 """The `kafka_dlt-failure-reason`s of messages wrong in themselves (worker/engine/failures.py dead-letters
 them at once): replaying the same bytes can only dead-letter them again."""

@@ -122,7 +122,7 @@ class Timer:
 
 
 FIRES_FROM = TimerState.PENDING
-"""Only a pending timer fires (`Timer.is_due`; worker/expiry/store.py `due_clause` says it in SQL)."""
+"""Only a pending timer fires (`Timer.is_due`; worker/expiry/firing_store.py `due_clause` says it in SQL)."""
 
 
 def require_aware(instant: datetime, name: str) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from worker.domain.errors import DomainError
+from worker.domain.ownership import AccountMismatch
 from worker.domain.policy import (
     DEFAULT_POLICY,
     CreditNoteInvalid,
@@ -22,6 +23,7 @@ class RejectionCode(StrEnum):
     ALREADY_TERMINATED = "already_terminated"
     CREDIT_NOTE_ALREADY_USED = "credit_note_already_used"
     CREDIT_NOTE_INVALID = "credit_note_invalid"
+    ACCOUNT_MISMATCH = "account_mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +40,17 @@ class History:
 
     subscription_terminated: bool = False
     credit_note_used: bool = False
+    account_mismatch: AccountMismatch | None = None
+    """The subscription is known under another account of the reseller (worker.domain.ownership)."""
 
 
 def judge_request(
     terms: TerminationTerms, history: History, policy: RefundPolicy = DEFAULT_POLICY
 ) -> RefundDecision | Rejection:
-    """Terminate (with or without a refund), or reject: a subscription ends once, a note backs one refund."""
+    """Terminate (with or without a refund), or reject: a subscription belongs to one account and ends
+    once, a note backs one refund. The account comes before any other rule (contract section 7)."""
+    if history.account_mismatch is not None:
+        return Rejection(RejectionCode.ACCOUNT_MISMATCH, str(history.account_mismatch))
     if history.subscription_terminated:
         return Rejection(RejectionCode.ALREADY_TERMINATED, "the subscription is already terminated")
     try:

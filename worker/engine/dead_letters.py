@@ -14,7 +14,7 @@ from typing import TypeAlias
 
 from sqlalchemy.dialects.postgresql import insert
 
-from worker.db.tables import oversize_dead_letters
+from worker.db.schema.dead_letters import oversize_dead_letters
 from worker.dlq.recoverer import FAILURE_REASON, dead_letter, fit_for_broker
 from worker.engine.database import Database, Statements
 from worker.engine.failures import FailureKind, brief, classify, failure_reason

@@ -49,6 +49,13 @@ class IdempotencyConflict(PoisonMessage):
     reason = "idempotency_conflict"
 
 
+class SubscriptionOfAnotherAccount(PoisonMessage):
+    """An expiry or renewal naming a subscription its reseller knows under another account
+    (worker.domain.ownership): it can never succeed."""
+
+    reason = "account_mismatch"
+
+
 class SchemaNotAtHead(Exception):
     """At start-up: the database's schema is behind this release's head (or absent). An outage:
     the worker consumes nothing until `refund-worker migrate` (or another worker) has run."""

@@ -21,7 +21,7 @@ from schemas.envelope import binary_headers
 from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
 from worker.db.inbox import one_of
-from worker.db.tables import outbox
+from worker.db.schema.outbox import outbox
 from worker.engine.database import Database, Queries
 from worker.engine.failures import FailureKind, classify
 from worker.engine.outage import Outage, RetryPolicy
@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 _EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:refund-worker:events")
 
 
-def derived_id(request_id: str, kind: str) -> str:
-    """A stable id for the `kind` of thing a request caused: the same request always gives the same id."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}/{request_id}"))
+def derived_id(reseller_id: str, request_id: str, kind: str) -> str:
+    """A stable id for the `kind` of thing a reseller's request caused: the same request always gives
+    the same id, and two resellers' requests of the same id give different ones (contract section 7).
+    The reseller's length goes first, so no reseller and request id pair reads as another."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}/{len(reseller_id)}:{reseller_id}/{request_id}"))
 
 
 @dataclass(frozen=True, slots=True)

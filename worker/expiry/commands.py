@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from worker.db.inbox import Redelivery
 from worker.domain.timer_verdicts import ExpiryOutcome, RenewalOutcome
@@ -37,14 +38,19 @@ class RenewalCommand:
     offset: int | None = None
 
 
+class Refused(StrEnum):
+    ACCOUNT_MISMATCH = "account_mismatch"
+    """The subscription is known under another account of the reseller: a dead letter, nothing stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExpiryResult:
     command: ExpiryCommand
-    outcome: ExpiryOutcome | Redelivery
+    outcome: ExpiryOutcome | Redelivery | Refused
     due_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RenewalResult:
     command: RenewalCommand
-    outcome: RenewalOutcome | Redelivery
+    outcome: RenewalOutcome | Redelivery | Refused

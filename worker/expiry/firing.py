@@ -11,18 +11,19 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from worker.db.bulk import ResellerKey
 from worker.engine.failures import FailureKind, brief, classify
-from worker.expiry.plan import Due, Fired, Parked, readable
-from worker.expiry.read_progress import (
-    CaughtUp,
-)
-from worker.expiry.store import (
+from worker.expiry.firing_store import (
     claim_due,
     earliest_due,
     mark_fired,
     park,
     renewals_watermark,
     terminate_expired,
+)
+from worker.expiry.plan import Due, Fired, Parked, readable
+from worker.expiry.read_progress import (
+    CaughtUp,
 )
 
 log = logging.getLogger("worker.expiry")
@@ -43,7 +44,7 @@ class FireReport:
     """Another worker is firing timers right now; this one did nothing."""
     claimed: int = 0
     terminated: tuple[Fired, ...] = ()
-    already_terminated: tuple[str, ...] = ()
+    already_terminated: tuple[ResellerKey, ...] = ()
     """Subscriptions a termination request had terminated meanwhile: nothing was published."""
     parked: tuple[Parked, ...] = ()
     """Due timers that could not fire, now set aside; the others fired."""
@@ -74,7 +75,7 @@ async def fire_due_timers(
 
 async def _fire(
     conn: AsyncConnection, due: Sequence[Due], now: datetime
-) -> tuple[tuple[Fired, ...], tuple[str, ...], list[Parked]]:
+) -> tuple[tuple[Fired, ...], tuple[ResellerKey, ...], list[Parked]]:
     """Fire them all at once; if that fails for a reason other than the database being away or
     busy, fire them one by one, each in its savepoint, and park those that fail alone."""
     if not due:
@@ -89,7 +90,7 @@ async def _fire(
             "firing %d expiry timers together failed (%s); firing them one by one", len(due), brief(error)
         )
     fired: list[Fired] = []
-    others: list[str] = []
+    others: list[ResellerKey] = []
     parked: list[Parked] = []
     for one in due:
         try:
@@ -98,7 +99,7 @@ async def _fire(
         except Exception as error:
             if classify(error) in (FailureKind.INFRASTRUCTURE, FailureKind.CONTENTION):
                 raise
-            parked.append(Parked(one.subscription_id, one.expiry_ce_id, brief(error)))
+            parked.append(Parked(one.reseller_id, one.subscription_id, one.expiry_ce_id, brief(error)))
             continue
         fired += ours
         others += theirs
@@ -107,13 +108,15 @@ async def _fire(
 
 async def _terminate(
     conn: AsyncConnection, due: Sequence[Due], now: datetime
-) -> tuple[tuple[Fired, ...], tuple[str, ...]]:
+) -> tuple[tuple[Fired, ...], tuple[ResellerKey, ...]]:
     ours = await terminate_expired(conn, due, now)
     fired = tuple(
-        Fired(d.subscription_id, d.account_id, d.expired_at, d.due_at)
+        Fired(d.reseller_id, d.subscription_id, d.account_id, d.expired_at, d.due_at)
         for d in due
-        if d.subscription_id in ours
+        if (d.reseller_id, d.subscription_id) in ours
     )
-    others = tuple(d.subscription_id for d in due if d.subscription_id not in ours)
-    await mark_fired(conn, [f.subscription_id for f in fired], others, now)
+    others = tuple(
+        (d.reseller_id, d.subscription_id) for d in due if (d.reseller_id, d.subscription_id) not in ours
+    )
+    await mark_fired(conn, [(f.reseller_id, f.subscription_id) for f in fired], others, now)
     return fired, others

@@ -57,6 +57,7 @@ def event_time_by_partition(commands: Sequence[RenewalCommand], now: datetime) -
 
 @dataclass(frozen=True, slots=True)
 class Fired:
+    reseller_id: str
     subscription_id: str
     account_id: str
     expired_at: datetime
@@ -67,6 +68,7 @@ class Fired:
 class Parked:
     """A due timer that could not fire: set aside in expiry_timer_failures, with why."""
 
+    reseller_id: str
     subscription_id: str
     expiry_ce_id: str
     error: str
@@ -100,9 +102,13 @@ def readable(rows: Sequence[Any]) -> tuple[list[Due], list[Parked]]:
     for row in rows:
         try:
             expired_at, due_at = stored_instant(row.expired_epoch), stored_instant(row.due_epoch)
-            expiry_event_id(row.subscription_id, expired_at)
+            expiry_event_id(row.reseller_id, row.subscription_id, expired_at)
         except (ArithmeticError, ValueError) as error:  # DomainError is a ValueError
-            parked.append(Parked(row.subscription_id, row.expiry_ce_id, f"{type(error).__name__}: {error}"))
+            parked.append(
+                Parked(
+                    row.reseller_id, row.subscription_id, row.expiry_ce_id, f"{type(error).__name__}: {error}"
+                )
+            )
             continue
         due.append(
             Due(row.subscription_id, row.account_id, row.reseller_id, row.expiry_ce_id, expired_at, due_at)
@@ -110,9 +116,11 @@ def readable(rows: Sequence[Any]) -> tuple[list[Due], list[Parked]]:
     return due, parked
 
 
-def expiry_event_id(subscription_id: str, expired_at: datetime) -> str:
-    """The ce_id of the subscription-terminated an expiry causes: fixed by the subscription and expiry."""
-    return derived_id(f"{subscription_id}@{expired_at.astimezone(UTC).isoformat()}", "expiry-terminated")
+def expiry_event_id(reseller_id: str, subscription_id: str, expired_at: datetime) -> str:
+    """The ce_id of the subscription-terminated an expiry causes: fixed by the reseller, the
+    subscription and the expiry."""
+    expiry = f"{subscription_id}@{expired_at.astimezone(UTC).isoformat()}"
+    return derived_id(reseller_id, expiry, "expiry-terminated")
 
 
 def terminated_event(due: Due, now: datetime) -> OutboxEvent:
@@ -128,4 +136,4 @@ def terminated_event(due: Due, now: datetime) -> OutboxEvent:
         rule=None,
         no_refund_reason=NoRefundReason.EXPIRED,
     )
-    return OutboxEvent.of(expiry_event_id(due.subscription_id, due.expired_at), data, now)
+    return OutboxEvent.of(expiry_event_id(due.reseller_id, due.subscription_id, due.expired_at), data, now)

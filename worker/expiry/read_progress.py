@@ -29,7 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.db.tables import read_progress
+from worker.db.schema.expiry import read_progress
 from worker.domain.watermark import ReadProgress
 from worker.engine.clock import utc_now
 

@@ -146,14 +146,19 @@ def _waits_for_reads(report: FireReport, now: datetime) -> bool:
 def _log_fired(report: FireReport) -> None:
     for fired in report.terminated:
         decisions.info(
-            "expired subscription=%s account=%s expired_at=%s due_at=%s",
+            "expired reseller=%s subscription=%s account=%s expired_at=%s due_at=%s",
+            fired.reseller_id,
             fired.subscription_id,
             fired.account_id,
             fired.expired_at.isoformat(),
             fired.due_at.isoformat(),
         )
-    for subscription in report.already_terminated:
-        decisions.info("expiry timer of subscription=%s found it terminated by a request", subscription)
+    for reseller, subscription in report.already_terminated:
+        decisions.info(
+            "expiry timer of reseller=%s subscription=%s found it terminated by a request",
+            reseller,
+            subscription,
+        )
     for parked in report.parked:  # once: a parked timer is never claimed again
         log.warning(
             "expiry timer of subscription=%s (expiry ce_id=%s) cannot fire and is set aside in "

@@ -13,8 +13,9 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from worker.db.tables import expiry_timers, outbox
-from worker.expiry.store import due_clause
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.outbox import outbox
+from worker.expiry.firing_store import due_clause
 
 Lags: TypeAlias = dict[tuple[str, int], int]
 """(topic, partition) -> messages not yet committed by the group."""

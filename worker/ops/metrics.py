@@ -40,6 +40,7 @@ DEAD_LETTER_REASONS = (
     "invalid_data",
     "domain_refused",
     "idempotency_conflict",
+    "account_mismatch",
     "retries_exhausted",
     "poison",
     "unexpected",

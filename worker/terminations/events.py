@@ -43,7 +43,7 @@ def refund_event(
         credit_note=note,
         issued_at=now,
     )
-    return OutboxEvent.of(derived_id(command.request_id, "refund-issued"), data, now)
+    return OutboxEvent.of(derived_id(command.reseller_id, command.request_id, "refund-issued"), data, now)
 
 
 def terminated_event(command: TerminationCommand, decision: RefundDecision, now: datetime) -> OutboxEvent:
@@ -59,7 +59,9 @@ def terminated_event(command: TerminationCommand, decision: RefundDecision, now:
         rule=wire_rule_or_none(decision.rule),
         no_refund_reason=wire_no_refund_reason(decision.no_refund_reason),
     )
-    return OutboxEvent.of(derived_id(command.request_id, "subscription-terminated"), data, now)
+    return OutboxEvent.of(
+        derived_id(command.reseller_id, command.request_id, "subscription-terminated"), data, now
+    )
 
 
 def rejected_event(command: TerminationCommand, rejection: Rejection, now: datetime) -> OutboxEvent:
@@ -70,7 +72,9 @@ def rejected_event(command: TerminationCommand, rejection: Rejection, now: datet
         reason_code=wire_rejection_reason(rejection.code),
         detail=rejection.detail,
     )
-    return OutboxEvent.of(derived_id(command.request_id, "termination-rejected"), data, now)
+    return OutboxEvent.of(
+        derived_id(command.reseller_id, command.request_id, "termination-rejected"), data, now
+    )
 
 
 # The rules' enums and the contract's have the same values (tests/unit/test_wire_matches_domain.py);

@@ -14,6 +14,7 @@ from schemas.outputs import (
     IssuedCreditNote,
     TerminationCause,
 )
+from worker.db.bulk import ResellerKey
 from worker.domain.balance import BalanceCursor
 from worker.domain.money import Money
 from worker.domain.never_twice import (
@@ -42,8 +43,13 @@ class BatchRows:
     accepted: list[tuple[TerminationCommand, RefundDecision]] = field(default_factory=list)
 
 
-def chosen_notes(commands: Iterable[TerminationCommand]) -> set[str]:
-    return {c.terms.credit_note.credit_note_id for c in commands if c.terms.credit_note is not None}
+def chosen_notes(commands: Iterable[TerminationCommand]) -> set[ResellerKey]:
+    """The operator's credit notes the requests cite, each under its reseller."""
+    return {
+        (c.reseller_id, c.terms.credit_note.credit_note_id)
+        for c in commands
+        if c.terms.credit_note is not None
+    }
 
 
 def own_notes_per_reseller(accepted: Iterable[tuple[TerminationCommand, RefundDecision]]) -> dict[str, int]:
@@ -60,7 +66,7 @@ def _issuing_own_notes(
     return [command for command, decision in accepted if decision.issues_own_credit_note]
 
 
-RequestKey = tuple[str, str]  # (reseller_id, request_id): a ce_id is unique within its reseller only
+RequestKey = ResellerKey  # (reseller_id, request_id): a ce_id is unique within its reseller only
 
 
 def _request_key(command: TerminationCommand) -> RequestKey:
@@ -76,18 +82,23 @@ def own_note_numbers(
     return {_request_key(command): number for command, number in zip(issuing, numbers, strict=True)}
 
 
-AccountKey = tuple[str, str]  # (account_id, currency)
+AccountKey = tuple[str, str, str]  # (reseller_id, account_id, currency)
+
+
+def account_key(command: TerminationCommand, currency: str) -> AccountKey:
+    return (command.reseller_id, command.account_id, currency)
 
 
 def credits_per_account(
     accepted: Iterable[tuple[TerminationCommand, RefundDecision]],
-) -> dict[AccountKey, tuple[str, list[int]]]:
-    """The deltas, in order, that each account's available credits receive: (reseller, deltas)."""
-    changes: dict[AccountKey, tuple[str, list[int]]] = {}
+) -> dict[AccountKey, list[int]]:
+    """The deltas, in order, that each account's available credits receive."""
+    changes: dict[AccountKey, list[int]] = {}
     for command, decision in accepted:
         if decision.credits_account:
-            key = (command.account_id, decision.amount.currency.code)
-            changes.setdefault(key, (command.reseller_id, []))[1].append(decision.amount.minor)
+            changes.setdefault(account_key(command, decision.amount.currency.code), []).append(
+                decision.amount.minor
+            )
     return changes
 
 
@@ -129,7 +140,7 @@ def _record_refund(
     balances: Mapping[AccountKey, BalanceCursor],
 ) -> None:
     now = batch.now
-    refund_id = derived_id(command.request_id, "refund")
+    refund_id = derived_id(command.reseller_id, command.request_id, "refund")
     note = _credit_note(command, decision, numbers, now)
     currency = decision.amount.currency.code
     batch.credit_notes.append(
@@ -167,7 +178,7 @@ def _record_refund(
     )
     batch.events.append(refund_event(command, decision, refund_id, note, now))
     if decision.credits_account:
-        balance, version = balances[(command.account_id, currency)].apply(decision.amount.minor)
+        balance, version = balances[account_key(command, currency)].apply(decision.amount.minor)
         _record_credit(batch, command, decision.amount, refund_id, balance, version)
 
 
@@ -183,7 +194,7 @@ def _credit_note(
         )
     number = numbers[_request_key(command)]
     return IssuedCreditNote(
-        credit_note_id=derived_id(command.request_id, "credit-note"),
+        credit_note_id=derived_id(command.reseller_id, command.request_id, "credit-note"),
         number=number,
         amount=str(decision.amount),
         issued_at=now,
@@ -196,9 +207,10 @@ def _credit_note(
 def _record_credit(
     batch: BatchRows, command: TerminationCommand, delta: Money, refund_id: str, balance: int, version: int
 ) -> None:
-    event_id = derived_id(command.request_id, "credits-updated")
+    event_id = derived_id(command.reseller_id, command.request_id, "credits-updated")
     batch.ledger.append(
         {
+            "reseller_id": command.reseller_id,
             "account_id": command.account_id,
             "currency": delta.currency.code,
             "balance_version": version,

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.topics import Topic
+from worker.db.bulk import ResellerKey
 from worker.db.inbox import (
     InboxTracking,
     Redelivery,
     inbox_row,
     inbox_tracking,
+    subscription_owners,
     terminated_subscriptions,
 )
 from worker.domain.never_twice import (
@@ -22,6 +25,7 @@ from worker.domain.never_twice import (
     Rejection,
     judge_request,
 )
+from worker.domain.ownership import account_mismatch
 from worker.domain.policy import RefundPolicy
 from worker.engine.clock import utc_now
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
@@ -58,19 +62,22 @@ async def apply_termination_batch(
 ) -> list[CommandResult]:
     """Decide and store every command, in order; returns one result per command, in order."""
     topic = Topic.TERMINATION_REQUESTED.value
-    seen = await inbox_tracking(conn, topic, {c.request_id for c in commands})
-    terminated = await terminated_subscriptions(conn, {c.subscription_id for c in commands})
+    subscriptions = {_subscription(c) for c in commands}
+    seen = await inbox_tracking(conn, topic, {_request(c) for c in commands})
+    owners = await subscription_owners(conn, subscriptions)
+    terminated = await terminated_subscriptions(conn, subscriptions)
     used_notes = await used_credit_notes(conn, chosen_notes(commands))
 
     batch = BatchRows(now=now)
     for command in commands:
-        result = _judge(command, seen, terminated, used_notes, policy)
+        result = _judge(command, seen, _Known(owners, terminated, used_notes), policy)
         batch.results.append(result)
         if result.outcome in (Outcome.DUPLICATE, Outcome.CONFLICT):
             continue
-        seen.track(command.request_id, command.payload_sha256)
+        seen.track(_request(command), command.payload_sha256)
         batch.inbox.append(
             inbox_row(
+                command.reseller_id,
                 topic,
                 command.request_id,
                 command.payload_sha256,
@@ -80,9 +87,10 @@ async def apply_termination_batch(
             )
         )
         if result.decision is not None:
-            terminated.add(command.subscription_id)
+            terminated.add(_subscription(command))
+            owners[_subscription(command)] = command.account_id
             if result.decision.credit_note is not None:
-                used_notes.add(result.decision.credit_note.credit_note_id)
+                used_notes.add((command.reseller_id, result.decision.credit_note.credit_note_id))
             batch.accepted.append((command, result.decision))
 
     first_numbers = await next_credit_note_numbers(conn, own_notes_per_reseller(batch.accepted))
@@ -97,25 +105,44 @@ async def apply_termination_batch(
     # A request cancels the subscription's pending expiry timer (contract section 3). Before the
     # inserts, so that this batch and the timer loop lock the timer row, then the termination,
     # in the same order (worker/expiry/firing.py).
-    await cancel_pending_timers(conn, [row["subscription_id"] for row in batch.terminations], now)
+    await cancel_pending_timers(
+        conn, [(row["reseller_id"], row["subscription_id"]) for row in batch.terminations], now
+    )
     await insert_all(conn, batch)
     return batch.results
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the store (and the batch so far) knows, each by (reseller_id, id)."""
+
+    owners: dict[ResellerKey, str]
+    terminated: set[ResellerKey]
+    used_notes: set[ResellerKey]
+
+
+def _subscription(command: TerminationCommand) -> ResellerKey:
+    return (command.reseller_id, command.subscription_id)
+
+
+def _request(command: TerminationCommand) -> ResellerKey:
+    return (command.reseller_id, command.request_id)
+
+
 def _judge(
-    command: TerminationCommand,
-    seen: InboxTracking,
-    terminated: set[str],
-    used_notes: set[str],
-    policy: RefundPolicy,
+    command: TerminationCommand, seen: InboxTracking, known: _Known, policy: RefundPolicy
 ) -> CommandResult:
-    redelivery = seen.redelivery(command.request_id, command.payload_sha256)
+    redelivery = seen.redelivery(_request(command), command.payload_sha256)
     if redelivery is not None:
         return CommandResult(command, _REDELIVERY_OUTCOMES[redelivery])
     note = command.terms.credit_note
+    subscription = _subscription(command)
     history = History(
-        subscription_terminated=command.subscription_id in terminated,
-        credit_note_used=note is not None and note.credit_note_id in used_notes,
+        subscription_terminated=subscription in known.terminated,
+        credit_note_used=note is not None and (command.reseller_id, note.credit_note_id) in known.used_notes,
+        account_mismatch=account_mismatch(
+            command.subscription_id, command.account_id, known.owners.get(subscription)
+        ),
     )
     verdict = judge_request(command.terms, history, policy)
     if isinstance(verdict, Rejection):

@@ -8,30 +8,30 @@ from datetime import datetime
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.db.bulk import copy_rows, wanted
-from worker.db.inbox import one_of, probed
-from worker.db.tables import (
-    balance_ledger,
-    credit_notes,
-    expiry_timers,
-    inbox,
-    outbox,
-    refunds,
-    terminations,
-)
+from worker.db.bulk import ResellerKey, copy_rows, key_arrays, wanted_keys
+from worker.db.inbox import one_of_keys, probed
+from worker.db.schema.balances import balance_ledger
+from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.balance import BalanceCursor
 from worker.domain.grace_period import BY_REQUEST
 from worker.terminations.plan import AccountKey, BatchRows
 
 
-async def used_credit_notes(conn: AsyncConnection, note_ids: set[str]) -> set[str]:
-    if not note_ids:
+async def used_credit_notes(conn: AsyncConnection, notes: set[ResellerKey]) -> set[ResellerKey]:
+    """Which of these (reseller, credit_note_id) already back a refund."""
+    if not notes:
         return set()
-    ids = wanted("ids")
+    keys, n = wanted_keys(), credit_notes.c
     query = probed(
-        ids, select(credit_notes.c.credit_note_id).where(credit_notes.c.credit_note_id == ids.c.id)
+        keys,
+        select(n.reseller_id, n.credit_note_id).where(
+            n.reseller_id == keys.c.reseller_id, n.credit_note_id == keys.c.id
+        ),
     )
-    return set((await conn.execute(query, {"ids": list(note_ids)})).scalars())
+    return {(reseller, note) for reseller, note in await conn.execute(query, key_arrays(notes))}
 
 
 async def next_credit_note_numbers(conn: AsyncConnection, counts: Mapping[str, int]) -> dict[str, int]:
@@ -68,33 +68,33 @@ _ADD_TO_BALANCES = text("""
         CAST(:accounts AS text[]), CAST(:currencies AS text[]), CAST(:resellers AS text[]),
         CAST(:deltas AS bigint[]), CAST(:counts AS bigint[])
     ) AS c(account, currency, reseller, delta, changes)
-    ON CONFLICT (account_id, currency) DO UPDATE SET
+    ON CONFLICT (reseller_id, account_id, currency) DO UPDATE SET
         balance_minor = b.balance_minor + EXCLUDED.balance_minor,
         balance_version = b.balance_version + EXCLUDED.balance_version,
         updated_at = EXCLUDED.updated_at
-    RETURNING account_id, currency, balance_minor, balance_version
+    RETURNING reseller_id, account_id, currency, balance_minor, balance_version
 """)
 
 
 async def add_to_balances(
-    conn: AsyncConnection, changes: Mapping[AccountKey, tuple[str, list[int]]], now: datetime
+    conn: AsyncConnection, changes: Mapping[AccountKey, list[int]], now: datetime
 ) -> dict[AccountKey, BalanceCursor]:
     """Add each account's deltas in one upsert; returns a cursor at the balance before them."""
     if not changes:
         return {}
     keys = sorted(changes)
     parameters = {
-        "accounts": [account for account, _ in keys],
-        "currencies": [currency for _, currency in keys],
-        "resellers": [changes[key][0] for key in keys],
-        "deltas": [sum(changes[key][1]) for key in keys],
-        "counts": [len(changes[key][1]) for key in keys],
+        "resellers": [reseller for reseller, _, _ in keys],
+        "accounts": [account for _, account, _ in keys],
+        "currencies": [currency for _, _, currency in keys],
+        "deltas": [sum(changes[key]) for key in keys],
+        "counts": [len(changes[key]) for key in keys],
         "now": now,
     }
     cursors = {}
-    for account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
-        deltas = changes[(account, currency)][1]
-        cursors[(account, currency)] = BalanceCursor(balance - sum(deltas), version - len(deltas))
+    for reseller, account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
+        deltas = changes[(reseller, account, currency)]
+        cursors[(reseller, account, currency)] = BalanceCursor(balance - sum(deltas), version - len(deltas))
     return cursors
 
 
@@ -111,15 +111,17 @@ async def insert_all(conn: AsyncConnection, batch: BatchRows) -> None:
         await copy_rows(conn, table, rows)
 
 
-async def cancel_pending_timers(conn: AsyncConnection, subscription_ids: list[str], now: datetime) -> None:
-    """A request cancels the subscriptions' pending expiry timers; by one index probe per key at any
-    table size (worker.db.inbox.one_of): a join with unnest became a hash join over all the timers."""
+async def cancel_pending_timers(
+    conn: AsyncConnection, subscriptions: list[ResellerKey], now: datetime
+) -> None:
+    """A request cancels the subscriptions' pending expiry timers; by index probes at any table size
+    (worker.db.inbox.one_of_keys): a join with unnest became a hash join over all the timers."""
+    if not subscriptions:
+        return
+    t = expiry_timers.c
     await conn.execute(
         update(expiry_timers)
-        .where(
-            one_of(expiry_timers.c.subscription_id, "ids"),
-            expiry_timers.c.state == BY_REQUEST.applies_to,
-        )
+        .where(one_of_keys(t.reseller_id, t.subscription_id), t.state == BY_REQUEST.applies_to)
         .values(state=BY_REQUEST.state, cancelled_by=BY_REQUEST.cancelled_by, updated_at=now),
-        {"ids": subscription_ids},
+        key_arrays(subscriptions),
     )

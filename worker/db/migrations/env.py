@@ -5,11 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from worker.db.tables import metadata
+from worker.db.schema.metadata import complete_metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    context.configure(connection=connection, target_metadata=complete_metadata(), compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 
