@@ -274,10 +274,12 @@ async def test_chosen_credit_note_is_the_refund_and_leaves_credits_alone(
 async def test_credit_note_backs_one_refund_only(worker: Worker, kafka_bootstrap: str) -> None:
     note = {"credit_note_id": unique("INV-CN"), "amount": "50.00"}
     first, second = unique("ce"), unique("ce")
+    reseller = unique("res")  # a note id is the reseller's own: another reseller may use the same one
+    twice = [termination_data(credit_note=note, reseller_id=reseller) for _ in range(2)]
     async with OutputWatcher(kafka_bootstrap) as watcher:
-        await publish(kafka_bootstrap, [event(REQUESTED, termination_data(credit_note=note), first)])
+        await publish(kafka_bootstrap, [event(REQUESTED, twice[0], first)])
         await watcher.answers({first})
-        await publish(kafka_bootstrap, [event(REQUESTED, termination_data(credit_note=note), second)])
+        await publish(kafka_bootstrap, [event(REQUESTED, twice[1], second)])
         received = await watcher.answers({second})
 
     rejected = by_topic(received, second)

@@ -7,14 +7,13 @@ import contextlib
 import inspect
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from worker.dlq.cli import app as dlq_app
-
-if TYPE_CHECKING:
-    from worker.config.settings import Settings
+from worker.entrypoints.cli_support import fail, settings_or_exit
+from worker.entrypoints.decide_commands import adjust, quote
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 """Every command and subcommand takes -h as --help (subcommands inherit it from the app's context)."""
@@ -28,8 +27,8 @@ app = typer.Typer(
     context_settings=HELP_OPTIONS,
 )
 app.add_typer(dlq_app, name="dlq")
-
-USAGE_ERROR = 2
+app.command()(quote)
+app.command()(adjust)
 
 
 def _print_version(asked: bool) -> None:
@@ -50,88 +49,6 @@ def _options(
     pass
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"refund-worker: {message}", err=True)
-    return typer.Exit(USAGE_ERROR)
-
-
-def _settings() -> Settings:
-    """Every command that needs the configuration loads it here: a bad variable is one line on
-    stderr naming it and its value (`REFUND_WINDOW_DAYS='abc' is not a whole number`), exit 2."""
-    from worker.config.settings import InvalidSettings, load_settings
-
-    try:
-        return load_settings()
-    except InvalidSettings as invalid:
-        raise _fail(str(invalid)) from None
-
-
-@app.command()
-def quote(
-    source: Annotated[
-        str, typer.Argument(metavar="FILE|-", help="JSON Lines of termination-requested data; - is stdin.")
-    ] = "-",
-) -> None:
-    """Print what the refund policy decides for each request, one JSON line each, touching nothing."""
-    import json
-
-    from worker.domain.policy import RefundPolicy
-    from worker.entrypoints.quote import quote_input
-
-    raw = _read_source(source)
-    quotes = quote_input(raw, RefundPolicy(window_days=_settings().refund_window_days))
-    # The good lines' answers first, in order: one bad line must not hide what the others decide.
-    sys.stdout.write("".join(json.dumps(decision) + "\n" for decision in quotes.decisions))
-    sys.stdout.flush()
-    if quotes.problems:
-        name = "stdin" if source == "-" else source
-        raise _fail(f"invalid input in {name}:\n" + "\n".join(map(str, quotes.problems)))
-
-
-@app.command()
-def adjust(
-    source: Annotated[
-        str,
-        typer.Argument(
-            metavar="FILE|-",
-            help="JSON Lines of balance-adjustment-requested data with the account's state; - is stdin.",
-        ),
-    ] = "-",
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Decide and print, touching nothing (required for now).")
-    ] = False,
-) -> None:
-    """Print what the adjustment rules decide for each operator request, one JSON line each, touching
-    nothing. Lines of one account are decided in order, each seeing the earlier ones' effect."""
-    import json
-
-    from worker.entrypoints.adjust import adjust_input
-
-    if not dry_run:
-        raise _fail(
-            "adjust only decides with --dry-run: adjustments are applied by the worker, sent to it as "
-            "balance-adjustment-requested events on Kafka (docs/contract.md, section 8)"
-        )
-    adjustments = adjust_input(_read_source(source))
-    sys.stdout.write("".join(json.dumps(decision) + "\n" for decision in adjustments.decisions))
-    sys.stdout.flush()
-    if adjustments.problems:
-        name = "stdin" if source == "-" else source
-        raise _fail(f"invalid input in {name}:\n" + "\n".join(map(str, adjustments.problems)))
-
-
-def _read_source(source: str) -> bytes:
-    """The bytes of FILE or stdin; each line's UTF-8 is checked on its own by the command reading it."""
-    try:
-        return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
-    except FileNotFoundError:
-        raise _fail(f"no such file: {source}") from None
-    except IsADirectoryError:
-        raise _fail(f"{source} is a directory, not a file") from None
-    except PermissionError:
-        raise _fail(f"cannot read {source}: permission denied") from None
-
-
 @app.command()
 def run(
     demo: Annotated[
@@ -146,12 +63,12 @@ def run(
     from worker.engine.failures import StartupFailed
     from worker.entrypoints.launch import launch
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a person stops it: no traceback
             asyncio.run(launch(settings, demo=demo))
     except StartupFailed as failed:  # an outage is waited out; this is what no wait can fix
-        raise _fail(str(failed)) from None
+        raise fail(str(failed)) from None
 
 
 @app.command()
@@ -161,9 +78,9 @@ def migrate() -> None:
     from worker.engine.runtime import migrate_database
     from worker.ops.logs import configure_logging
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.database_url is None:
-        raise _fail("DATABASE_URL is not set: migrate needs the database to bring up to date")
+        raise fail("DATABASE_URL is not set: migrate needs the database to bring up to date")
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(migrate_database(settings.database_url, database_connect_args(settings)))
@@ -207,9 +124,9 @@ def audit(
     from worker.config.security import database_connect_args
     from worker.entrypoints.audit import AuditFailed, audit_as_json, audit_as_table
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.database_url is None:
-        raise _fail("DATABASE_URL is not set: audit reads the database whose balances it checks")
+        raise fail("DATABASE_URL is not set: audit reads the database whose balances it checks")
     connect_args = database_connect_args(settings)
     try:
         if as_json:
@@ -217,9 +134,9 @@ def audit(
         else:
             summary = audit_as_table(settings.database_url, connect_args)
     except AuditFailed as failed:
-        raise _fail(str(failed)) from None
+        raise fail(str(failed)) from None
     except KeyboardInterrupt:
-        raise _fail("audit interrupted; it changed nothing, running it again is safe") from None
+        raise fail("audit interrupted; it changed nothing, running it again is safe") from None
     if summary.problems:
         raise typer.Exit(AUDIT_DISAGREES)
 
