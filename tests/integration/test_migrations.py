@@ -7,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+import worker.db.adjustment_tables  # noqa: F401 - its tables join the metadata
 from worker.db.migrate import current_revision, head_revision, upgrade_to_head
 from worker.db.tables import metadata
 from worker.engine.runtime import create_engine

@@ -162,6 +162,12 @@ balance_ledger = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False),
     _now(),
     UniqueConstraint("account_id", "currency", "balance_version"),
+    # Migration 0008: an operator adjustment's entry (worker/db/adjustment_tables.py); null on a
+    # termination's refund, whose entry names its refund_id.
+    Column("adjustment_id", Text, nullable=True),
+    Column("kind", Text, nullable=True),
+    Column("transaction_id", Text, nullable=True),
+    Column("reverses", Text, nullable=True),
 )
 
 # Events to publish, written in the same transaction as the decision that caused them. The
