@@ -89,14 +89,11 @@ TOPICS = MappingProxyType(
 )
 """Every topic of the contract that has a data model here, by name."""
 
-NOT_YET_SERVED: frozenset[Topic] = frozenset(
-    {Topic.BALANCE_ADJUSTMENT_REQUESTED, Topic.BALANCE_ADJUSTED, Topic.ADJUSTMENT_REJECTED}
-)
+NOT_YET_SERVED: frozenset[Topic] = frozenset()
 """Topics with a data model, a JSON Schema and an example, that the worker neither consumes nor
-publishes yet (section 8: the rules and `refund-worker adjust --dry-run` exist, the use case does
-not). INPUT_TOPICS and OUTPUT_TOPICS leave them out: those are what the worker reads and writes (the
-topics it creates, the lag it reports, the AsyncAPI document). Wiring a topic's use case removes it
-from here."""
+publishes yet: none, since the operator adjustments of section 8 are served. INPUT_TOPICS and
+OUTPUT_TOPICS leave such topics out: those are what the worker reads and writes (the topics it
+creates, the lag it reports, the AsyncAPI document). Wiring a topic's use case removes it from here."""
 
 INPUT_TOPICS: tuple[Topic, ...] = tuple(
     topic for topic, spec in TOPICS.items() if spec.is_input and topic not in NOT_YET_SERVED
