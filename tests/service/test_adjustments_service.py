@@ -1,0 +1,329 @@
+"""The adjustment use case's batch in PostgreSQL alone (no broker), at a fixed `now`: each rule of
+contract section 8 in order, the same decisions whether a batch holds them all or one each, versions
+without gaps across terminations and adjustments, balances that are the sum of their ledger, and
+redeliveries and conflicts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.adjustments import BalanceAdjustmentRequested
+from schemas.inputs import TerminationRequested
+from tests.databases import migrated_engine
+from tests.integration.harness import adjustment_data, termination_data, unique
+from worker.adjustments.commands import AdjustmentCommand, AdjustmentResult, Outcome, adjustment_request
+from worker.adjustments.service import adjustment_applier, apply_adjustment_batch
+from worker.db.adjustment_tables import adjustments, transactions
+from worker.db.tables import account_balances, balance_ledger, inbox, outbox
+from worker.domain.adjustment_requests import Applied, Refused
+from worker.domain.policy import RefundPolicy
+from worker.engine.failures import IdempotencyConflict
+from worker.engine.outbox import derived_id
+from worker.engine.parsing import payload_digest
+from worker.engine.wire_to_domain import termination_terms
+from worker.terminations.commands import TerminationCommand
+from worker.terminations.service import apply_termination_batch
+
+NOW = datetime(2021, 5, 3, 6, 20, tzinfo=UTC)
+TERMINATED = datetime(2021, 4, 20, 4, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+async def database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
+    async with migrated_engine(postgres_server_url, prefix="refund_svc_adj") as engine:
+        yield engine
+
+
+def command(data: dict[str, Any], ce_id: str | None = None) -> AdjustmentCommand:
+    requested = BalanceAdjustmentRequested.model_validate(data)
+    return AdjustmentCommand(adjustment_request(ce_id or unique("adj"), requested), payload_digest(requested))
+
+
+async def apply(engine: AsyncEngine, commands: Sequence[AdjustmentCommand]) -> list[AdjustmentResult]:
+    async with engine.begin() as conn:
+        return await apply_adjustment_batch(conn, commands, now=NOW)
+
+
+async def terminate(engine: AsyncEngine, account: str, reseller: str, **fields: Any) -> str:
+    """A termination of the account refunded in full (120.00 SGD); returns its refund_id."""
+    request = TerminationRequested.model_validate(
+        termination_data(account_id=account, reseller_id=reseller, **fields)
+    )
+    request_id = unique("term")
+    termination = TerminationCommand(
+        request_id=request_id,
+        payload_sha256=payload_digest(request),
+        subscription_id=request.subscription_id,
+        account_id=account,
+        reseller_id=reseller,
+        requested_by=request.requested_by,
+        reason=request.reason,
+        terms=termination_terms(request),
+    )
+    async with engine.begin() as conn:
+        (result,) = await apply_termination_batch(conn, [termination], policy=RefundPolicy(), now=TERMINATED)
+    assert result.decision is not None
+    assert result.decision.amount.minor == 12000
+    return derived_id(request_id, "refund")
+
+
+async def ledger_of(engine: AsyncEngine, account: str, currency: str = "SGD") -> list[tuple[int, int, int]]:
+    """(balance_version, delta, balance) of each ledger entry of the account, in version order."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                balance_ledger.c.balance_version, balance_ledger.c.delta_minor, balance_ledger.c.balance_minor
+            )
+            .where(balance_ledger.c.account_id == account, balance_ledger.c.currency == currency)
+            .order_by(balance_ledger.c.balance_version)
+        )
+        return [(int(v), int(d), int(b)) for v, d, b in rows]
+
+
+async def balance_of(engine: AsyncEngine, account: str, currency: str = "SGD") -> tuple[int, int]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(account_balances.c.balance_minor, account_balances.c.balance_version).where(
+                    account_balances.c.account_id == account, account_balances.c.currency == currency
+                )
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+async def events_for(engine: AsyncEngine, ce_id: str) -> dict[str, dict[str, Any]]:
+    """The stored events a request caused, by topic."""
+    ids = {
+        derived_id(ce_id, topic): topic
+        for topic in ("balance-adjusted", "credits-updated", "adjustment-rejected")
+    }
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.event_id, outbox.c.data).where(outbox.c.event_id.in_(ids)))
+        return {ids[event_id]: data for event_id, data in rows}
+
+
+async def counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        return {
+            table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (inbox, adjustments, transactions, balance_ledger, account_balances, outbox)
+        }
+
+
+def story(
+    account: str, reseller: str, refund_id: str, note_refund_id: str
+) -> list[tuple[str, dict[str, Any], str]]:
+    """(ce_id, data, expected answer) of every rule of section 8, in an order where each request sees
+    what the ones before it applied. The account starts at 240.00 SGD: two terminations' refunds,
+    the second paid as a credit note (no credits moved)."""
+    ids = {name: unique(name) for name in ("credit", "txn1", "txn2", "usd", "corr")}
+
+    def adjust(kind: str, **fields: Any) -> dict[str, Any]:
+        return adjustment_data(account, reseller, kind, **fields)
+
+    def txn(amount: str, full: str = "45.00") -> dict[str, Any]:
+        return adjust(
+            "transaction_refund", amount=amount, transaction={"transaction_id": "txn-1", "amount": full}
+        )
+
+    other_actor = {"id": "intruder@other.example", "reseller_id": "res-other", "permissions": ["*"]}
+    return [
+        (unique("adj"), adjust("credit", amount="0.00", actor=other_actor), "forbidden"),
+        (
+            unique("adj"),
+            adjust("credit", actor={**other_actor, "reseller_id": reseller, "permissions": []}),
+            "forbidden",
+        ),
+        (unique("adj"), adjust("credit", amount="0.00"), "invalid_amount"),
+        (ids["credit"], adjust("credit", amount="10.00"), "applied"),  # 130.00
+        (ids["corr"], adjust("correction", amount="-5.00"), "applied"),  # 125.00
+        (unique("adj"), adjust("correction", amount="-125.01"), "insufficient_balance"),
+        (ids["txn1"], txn("20.00"), "applied"),  # 145.00, 25.00 left
+        (ids["txn2"], txn("20.00"), "applied"),  # 165.00, 5.00 left
+        (unique("adj"), txn("10.00"), "exceeds_refundable"),
+        (unique("adj"), txn("1.00", full="50.00"), "invalid_amount"),
+        (unique("adj"), adjust("reversal", reverses=ids["credit"]), "applied"),  # 155.00
+        (unique("adj"), adjust("reversal", reverses=ids["credit"]), "already_reversed"),
+        (unique("adj"), adjust("reversal", reverses="adj-nobody"), "unknown_target"),
+        (ids["usd"], adjust("credit", currency="USD", amount="1.00"), "applied"),  # USD 1.00
+        (unique("adj"), adjust("reversal", reverses=ids["usd"]), "currency_mismatch"),
+        (unique("adj"), adjust("reversal", reverses=note_refund_id), "not_reversible"),
+        (unique("adj"), adjust("reversal", reverses=refund_id), "applied"),  # 35.00
+        (unique("adj"), adjust("reversal", reverses=refund_id), "already_reversed"),
+        (unique("adj"), adjust("reversal", reverses=ids["txn1"]), "applied"),  # 15.00, 25.00 left again
+        (unique("adj"), txn("25.00"), "applied"),  # 40.00, nothing left
+        (unique("adj"), adjust("correction", amount="-40.01"), "insufficient_balance"),
+    ]
+
+
+def answer(result: AdjustmentResult) -> str:
+    decision = result.decision
+    return decision.code.value if isinstance(decision, Refused) else result.outcome.value
+
+
+@pytest.mark.parametrize("batch_size", [100, 1], ids=["one batch", "one request per batch"])
+async def test_every_rule_of_section_8_answers_in_order_whether_batched_or_not(
+    database: AsyncEngine, batch_size: int
+) -> None:
+    account, reseller = unique("acc"), unique("res")
+    refund_id = await terminate(database, account, reseller)
+    note_id = unique("cn")
+    note_refund = await terminate(
+        database, account, reseller, credit_note={"credit_note_id": note_id, "amount": "120.00"}
+    )
+    cases = story(account, reseller, refund_id, note_refund)
+    commands = [command(data, ce_id) for ce_id, data, _ in cases]
+    results = []
+    for start in range(0, len(commands), batch_size):
+        results += await apply(database, commands[start : start + batch_size])
+
+    assert [answer(result) for result in results] == [expected for _, _, expected in cases]
+    assert await balance_of(database, account) == (4000, 9)
+    assert await balance_of(database, account, "USD") == (100, 1)
+    ledger = await ledger_of(database, account)
+    assert [version for version, _, _ in ledger] == list(range(1, 10))
+    assert [delta for _, delta, _ in ledger] == [12000, 1000, -500, 2000, 2000, -1000, -12000, -2000, 2500]
+    assert all(balance == sum(d for _, d, _ in ledger[: i + 1]) for i, (_, _, balance) in enumerate(ledger))
+
+
+async def test_applied_and_rejected_requests_publish_every_field_of_the_contract(
+    database: AsyncEngine,
+) -> None:
+    account, reseller = unique("acc"), unique("res")
+    refund_id = await terminate(database, account, reseller)
+    refund_of_txn = command(
+        adjustment_data(
+            account,
+            reseller,
+            "transaction_refund",
+            amount="20.00",
+            transaction={"transaction_id": "txn-88412", "amount": "45.00"},
+        )
+    )
+    reversal_of_txn = command(
+        adjustment_data(account, reseller, "reversal", reverses=refund_of_txn.request.adjustment_id)
+    )
+    reversal_of_refund = command(adjustment_data(account, reseller, "reversal", reverses=refund_id))
+    too_much = command(
+        adjustment_data(
+            account,
+            reseller,
+            "transaction_refund",
+            amount="30.00",
+            transaction={"transaction_id": "txn-88412", "amount": "45.00"},
+        )
+    )
+    await apply(database, [refund_of_txn, too_much, reversal_of_txn, reversal_of_refund])
+
+    adjusted = await events_for(database, refund_of_txn.request.adjustment_id)
+    assert set(adjusted) == {"balance-adjusted", "credits-updated"}
+    assert adjusted["balance-adjusted"] == {
+        "adjustment_id": refund_of_txn.request.adjustment_id,
+        "kind": "transaction_refund",
+        "account_id": account,
+        "reseller_id": reseller,
+        "currency": "SGD",
+        "delta": "20.00",
+        "balance": "140.00",
+        "balance_version": 2,
+        "transaction_id": "txn-88412",
+        "reverses": None,
+        "reason": "a transaction_refund for the test",
+        "requested_by": "finance@reseller.example",
+        "applied_at": "2021-05-03T06:20:00Z",
+    }
+    assert adjusted["credits-updated"] == {
+        "account_id": account,
+        "reseller_id": reseller,
+        "currency": "SGD",
+        "delta": "20.00",
+        "balance": "140.00",
+        "balance_version": 2,
+        "cause": "transaction_refund",
+        "refund_id": None,
+        "updated_at": "2021-05-03T06:20:00Z",
+        "adjustment_id": refund_of_txn.request.adjustment_id,
+    }
+    (rejected,) = (await events_for(database, too_much.request.adjustment_id)).values()
+    assert rejected == {
+        "request_id": too_much.request.adjustment_id,
+        "account_id": account,
+        "reseller_id": reseller,
+        "kind": "transaction_refund",
+        "reason_code": "exceeds_refundable",
+        "detail": "25.00 SGD is left to refund of transaction txn-88412",
+    }
+    freed = (await events_for(database, reversal_of_txn.request.adjustment_id))["balance-adjusted"]
+    assert (freed["delta"], freed["transaction_id"], freed["reverses"]) == (
+        "-20.00",
+        "txn-88412",
+        refund_of_txn.request.adjustment_id,
+    )
+    taken_back = await events_for(database, reversal_of_refund.request.adjustment_id)
+    assert taken_back["credits-updated"]["cause"] == "reversal"
+    assert taken_back["credits-updated"]["refund_id"] == refund_id
+    assert (taken_back["balance-adjusted"]["balance"], taken_back["balance-adjusted"]["balance_version"]) == (
+        "0.00",
+        4,
+    )
+
+
+async def test_versions_stay_gap_free_with_terminations_interleaved(database: AsyncEngine) -> None:
+    account, reseller = unique("acc"), unique("res")
+    for _ in range(3):
+        await terminate(database, account, reseller)
+        await apply(database, [command(adjustment_data(account, reseller, "correction", amount="-30.00"))])
+        await apply(
+            database,
+            [command(adjustment_data(account, reseller, "credit", amount="1.00")) for _ in range(2)],
+        )
+
+    ledger = await ledger_of(database, account)
+    assert [version for version, _, _ in ledger] == list(range(1, 13))
+    balance = sum(delta for _, delta, _ in ledger)
+    assert balance == 3 * (12000 - 3000 + 200)
+    assert await balance_of(database, account) == (balance, 12)
+    assert ledger[-1][2] == balance
+
+
+async def test_a_redelivery_changes_nothing(database: AsyncEngine) -> None:
+    account, reseller = unique("acc"), unique("res")
+    batch = [
+        command(adjustment_data(account, reseller, "credit", amount="5.00")),
+        command(adjustment_data(account, reseller, "correction", amount="-9.00")),
+    ]
+    first = await apply(database, batch)
+    before = await counts(database)
+    again = await apply(database, [*batch, batch[0]])
+
+    assert [answer(result) for result in first] == ["applied", "insufficient_balance"]
+    assert [result.outcome for result in again] == [Outcome.DUPLICATE] * 3
+    assert await counts(database) == before
+    assert await balance_of(database, account) == (500, 1)
+
+
+async def test_the_same_ce_id_with_another_payload_is_a_conflict_for_the_dead_letters(
+    database: AsyncEngine,
+) -> None:
+    account, reseller = unique("acc"), unique("res")
+    ce_id = unique("adj")
+    await apply(database, [command(adjustment_data(account, reseller, "credit", amount="5.00"), ce_id)])
+    seen: list[AdjustmentResult] = []
+    applier = adjustment_applier(seen.extend, clock=lambda: NOW)
+    reused = command(adjustment_data(account, reseller, "credit", amount="6.00"), ce_id)
+    fresh = command(adjustment_data(account, reseller, "credit", amount="1.00"))
+    async with database.begin() as conn:
+        applied = await applier(conn, [reused, fresh])
+    applied.on_commit()
+
+    assert [(index, type(error)) for index, error in applied.conflicts] == [(0, IdempotencyConflict)]
+    assert [result.outcome for result in seen] == [Outcome.CONFLICT, Outcome.APPLIED]
+    assert await balance_of(database, account) == (600, 2)
+    assert isinstance(seen[1].decision, Applied)
