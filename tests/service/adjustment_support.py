@@ -1,0 +1,105 @@
+"""The adjustment use case's batch applied in PostgreSQL alone, and what it left there: the helpers of
+tests/service/test_adjustments_service.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from schemas.adjustments import BalanceAdjustmentRequested
+from schemas.inputs import TerminationRequested
+from tests.integration.harness import termination_data, unique
+from worker.adjustments.commands import AdjustmentCommand, AdjustmentResult, adjustment_request
+from worker.adjustments.service import apply_adjustment_batch
+from worker.db.adjustment_tables import adjustments, transactions
+from worker.db.tables import account_balances, balance_ledger, inbox, outbox
+from worker.domain.policy import RefundPolicy
+from worker.engine.outbox import derived_id
+from worker.engine.parsing import payload_digest
+from worker.engine.wire_to_domain import termination_terms
+from worker.terminations.commands import TerminationCommand
+from worker.terminations.service import apply_termination_batch
+
+NOW = datetime(2021, 5, 3, 6, 20, tzinfo=UTC)
+TERMINATED = datetime(2021, 4, 20, 4, 0, tzinfo=UTC)
+
+
+def command(data: dict[str, Any], ce_id: str | None = None) -> AdjustmentCommand:
+    requested = BalanceAdjustmentRequested.model_validate(data)
+    return AdjustmentCommand(adjustment_request(ce_id or unique("adj"), requested), payload_digest(requested))
+
+
+async def apply(engine: AsyncEngine, commands: Sequence[AdjustmentCommand]) -> list[AdjustmentResult]:
+    async with engine.begin() as conn:
+        return await apply_adjustment_batch(conn, commands, now=NOW)
+
+
+async def terminate(engine: AsyncEngine, account: str, reseller: str, **fields: Any) -> str:
+    """A termination of the account refunded in full (120.00 SGD); returns its refund_id."""
+    request = TerminationRequested.model_validate(
+        termination_data(account_id=account, reseller_id=reseller, **fields)
+    )
+    request_id = unique("term")
+    termination = TerminationCommand(
+        request_id=request_id,
+        payload_sha256=payload_digest(request),
+        subscription_id=request.subscription_id,
+        account_id=account,
+        reseller_id=reseller,
+        requested_by=request.requested_by,
+        reason=request.reason,
+        terms=termination_terms(request),
+    )
+    async with engine.begin() as conn:
+        (result,) = await apply_termination_batch(conn, [termination], policy=RefundPolicy(), now=TERMINATED)
+    assert result.decision is not None
+    assert result.decision.amount.minor == 12000
+    return derived_id(request_id, "refund")
+
+
+async def ledger_of(engine: AsyncEngine, account: str, currency: str = "SGD") -> list[tuple[int, int, int]]:
+    """(balance_version, delta, balance) of each ledger entry of the account, in version order."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(
+                balance_ledger.c.balance_version, balance_ledger.c.delta_minor, balance_ledger.c.balance_minor
+            )
+            .where(balance_ledger.c.account_id == account, balance_ledger.c.currency == currency)
+            .order_by(balance_ledger.c.balance_version)
+        )
+        return [(int(v), int(d), int(b)) for v, d, b in rows]
+
+
+async def balance_of(engine: AsyncEngine, account: str, currency: str = "SGD") -> tuple[int, int]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(account_balances.c.balance_minor, account_balances.c.balance_version).where(
+                    account_balances.c.account_id == account, account_balances.c.currency == currency
+                )
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+async def events_for(engine: AsyncEngine, ce_id: str) -> dict[str, dict[str, Any]]:
+    """The stored events a request caused, by topic."""
+    ids = {
+        derived_id(ce_id, topic): topic
+        for topic in ("balance-adjusted", "credits-updated", "adjustment-rejected")
+    }
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(outbox.c.event_id, outbox.c.data).where(outbox.c.event_id.in_(ids)))
+        return {ids[event_id]: data for event_id, data in rows}
+
+
+async def counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        return {
+            table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (inbox, adjustments, transactions, balance_ledger, account_balances, outbox)
+        }
