@@ -8,15 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from schemas.adjustments import BalanceAdjustmentRequested
 from schemas.inputs import TerminationRequested
-from tests.integration.harness import termination_data, unique
+from tests.integration.harness import adjustment_data, termination_data, unique
 from worker.adjustments.commands import AdjustmentCommand, AdjustmentResult, adjustment_request
 from worker.adjustments.service import apply_adjustment_batch
 from worker.db.adjustment_tables import adjustments, transactions
 from worker.db.tables import account_balances, balance_ledger, inbox, outbox
+from worker.domain.adjustment_requests import Refused
 from worker.domain.policy import RefundPolicy
 from worker.engine.outbox import derived_id
 from worker.engine.parsing import payload_digest
@@ -40,6 +41,12 @@ async def apply(engine: AsyncEngine, commands: Sequence[AdjustmentCommand]) -> l
 
 async def terminate(engine: AsyncEngine, account: str, reseller: str, **fields: Any) -> str:
     """A termination of the account refunded in full (120.00 SGD); returns its refund_id."""
+    async with engine.begin() as conn:
+        return await terminate_in(conn, account, reseller, **fields)
+
+
+async def terminate_in(conn: AsyncConnection, account: str, reseller: str, **fields: Any) -> str:
+    """As `terminate`, in the connection's transaction."""
     request = TerminationRequested.model_validate(
         termination_data(account_id=account, reseller_id=reseller, **fields)
     )
@@ -54,8 +61,7 @@ async def terminate(engine: AsyncEngine, account: str, reseller: str, **fields: 
         reason=request.reason,
         terms=termination_terms(request),
     )
-    async with engine.begin() as conn:
-        (result,) = await apply_termination_batch(conn, [termination], policy=RefundPolicy(), now=TERMINATED)
+    (result,) = await apply_termination_batch(conn, [termination], policy=RefundPolicy(), now=TERMINATED)
     assert result.decision is not None
     assert result.decision.amount.minor == 12000
     return derived_id(request_id, "refund")
@@ -103,3 +109,54 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
             table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
             for table in (inbox, adjustments, transactions, balance_ledger, account_balances, outbox)
         }
+
+
+def story(
+    account: str, reseller: str, refund_id: str, note_refund_id: str
+) -> list[tuple[str, dict[str, Any], str]]:
+    """(ce_id, data, expected answer) of every rule of section 8, in an order where each request sees
+    what the ones before it applied. The account starts at 240.00 SGD: two terminations' refunds,
+    the second paid as a credit note (no credits moved)."""
+    ids = {name: unique(name) for name in ("credit", "txn1", "txn2", "usd", "corr")}
+
+    def adjust(kind: str, **fields: Any) -> dict[str, Any]:
+        return adjustment_data(account, reseller, kind, **fields)
+
+    def txn(amount: str, full: str = "45.00") -> dict[str, Any]:
+        return adjust(
+            "transaction_refund", amount=amount, transaction={"transaction_id": "txn-1", "amount": full}
+        )
+
+    other_actor = {"id": "intruder@other.example", "reseller_id": "res-other", "permissions": ["*"]}
+    return [
+        (unique("adj"), adjust("credit", amount="0.00", actor=other_actor), "forbidden"),
+        (
+            unique("adj"),
+            adjust("credit", actor={**other_actor, "reseller_id": reseller, "permissions": []}),
+            "forbidden",
+        ),
+        (unique("adj"), adjust("credit", amount="0.00"), "invalid_amount"),
+        (ids["credit"], adjust("credit", amount="10.00"), "applied"),  # 130.00
+        (ids["corr"], adjust("correction", amount="-5.00"), "applied"),  # 125.00
+        (unique("adj"), adjust("correction", amount="-125.01"), "insufficient_balance"),
+        (ids["txn1"], txn("20.00"), "applied"),  # 145.00, 25.00 left
+        (ids["txn2"], txn("20.00"), "applied"),  # 165.00, 5.00 left
+        (unique("adj"), txn("10.00"), "exceeds_refundable"),
+        (unique("adj"), txn("1.00", full="50.00"), "invalid_amount"),
+        (unique("adj"), adjust("reversal", reverses=ids["credit"]), "applied"),  # 155.00
+        (unique("adj"), adjust("reversal", reverses=ids["credit"]), "already_reversed"),
+        (unique("adj"), adjust("reversal", reverses="adj-nobody"), "unknown_target"),
+        (ids["usd"], adjust("credit", currency="USD", amount="1.00"), "applied"),  # USD 1.00
+        (unique("adj"), adjust("reversal", reverses=ids["usd"]), "currency_mismatch"),
+        (unique("adj"), adjust("reversal", reverses=note_refund_id), "not_reversible"),
+        (unique("adj"), adjust("reversal", reverses=refund_id), "applied"),  # 35.00
+        (unique("adj"), adjust("reversal", reverses=refund_id), "already_reversed"),
+        (unique("adj"), adjust("reversal", reverses=ids["txn1"]), "applied"),  # 15.00, 25.00 left again
+        (unique("adj"), txn("25.00"), "applied"),  # 40.00, nothing left
+        (unique("adj"), adjust("correction", amount="-40.01"), "insufficient_balance"),
+    ]
+
+
+def answer(result: AdjustmentResult) -> str:
+    decision = result.decision
+    return decision.code.value if isinstance(decision, Refused) else result.outcome.value

@@ -5,8 +5,8 @@ redeliveries and conflicts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,75 +15,27 @@ from tests.databases import migrated_engine
 from tests.integration.harness import adjustment_data, unique
 from tests.service.adjustment_support import (
     NOW,
+    answer,
     apply,
     balance_of,
     command,
     counts,
     events_for,
     ledger_of,
+    story,
     terminate,
+    terminate_in,
 )
 from worker.adjustments.commands import AdjustmentResult, Outcome
 from worker.adjustments.service import adjustment_applier
-from worker.domain.adjustment_requests import Applied, Refused
-from worker.engine.failures import IdempotencyConflict
+from worker.domain.adjustment_requests import Applied
+from worker.engine.failures import ConcurrentWrite, FailureKind, IdempotencyConflict, classify
 
 
 @pytest.fixture(scope="module")
 async def database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
     async with migrated_engine(postgres_server_url, prefix="refund_svc_adj") as engine:
         yield engine
-
-
-def story(
-    account: str, reseller: str, refund_id: str, note_refund_id: str
-) -> list[tuple[str, dict[str, Any], str]]:
-    """(ce_id, data, expected answer) of every rule of section 8, in an order where each request sees
-    what the ones before it applied. The account starts at 240.00 SGD: two terminations' refunds,
-    the second paid as a credit note (no credits moved)."""
-    ids = {name: unique(name) for name in ("credit", "txn1", "txn2", "usd", "corr")}
-
-    def adjust(kind: str, **fields: Any) -> dict[str, Any]:
-        return adjustment_data(account, reseller, kind, **fields)
-
-    def txn(amount: str, full: str = "45.00") -> dict[str, Any]:
-        return adjust(
-            "transaction_refund", amount=amount, transaction={"transaction_id": "txn-1", "amount": full}
-        )
-
-    other_actor = {"id": "intruder@other.example", "reseller_id": "res-other", "permissions": ["*"]}
-    return [
-        (unique("adj"), adjust("credit", amount="0.00", actor=other_actor), "forbidden"),
-        (
-            unique("adj"),
-            adjust("credit", actor={**other_actor, "reseller_id": reseller, "permissions": []}),
-            "forbidden",
-        ),
-        (unique("adj"), adjust("credit", amount="0.00"), "invalid_amount"),
-        (ids["credit"], adjust("credit", amount="10.00"), "applied"),  # 130.00
-        (ids["corr"], adjust("correction", amount="-5.00"), "applied"),  # 125.00
-        (unique("adj"), adjust("correction", amount="-125.01"), "insufficient_balance"),
-        (ids["txn1"], txn("20.00"), "applied"),  # 145.00, 25.00 left
-        (ids["txn2"], txn("20.00"), "applied"),  # 165.00, 5.00 left
-        (unique("adj"), txn("10.00"), "exceeds_refundable"),
-        (unique("adj"), txn("1.00", full="50.00"), "invalid_amount"),
-        (unique("adj"), adjust("reversal", reverses=ids["credit"]), "applied"),  # 155.00
-        (unique("adj"), adjust("reversal", reverses=ids["credit"]), "already_reversed"),
-        (unique("adj"), adjust("reversal", reverses="adj-nobody"), "unknown_target"),
-        (ids["usd"], adjust("credit", currency="USD", amount="1.00"), "applied"),  # USD 1.00
-        (unique("adj"), adjust("reversal", reverses=ids["usd"]), "currency_mismatch"),
-        (unique("adj"), adjust("reversal", reverses=note_refund_id), "not_reversible"),
-        (unique("adj"), adjust("reversal", reverses=refund_id), "applied"),  # 35.00
-        (unique("adj"), adjust("reversal", reverses=refund_id), "already_reversed"),
-        (unique("adj"), adjust("reversal", reverses=ids["txn1"]), "applied"),  # 15.00, 25.00 left again
-        (unique("adj"), txn("25.00"), "applied"),  # 40.00, nothing left
-        (unique("adj"), adjust("correction", amount="-40.01"), "insufficient_balance"),
-    ]
-
-
-def answer(result: AdjustmentResult) -> str:
-    decision = result.decision
-    return decision.code.value if isinstance(decision, Refused) else result.outcome.value
 
 
 @pytest.mark.parametrize("batch_size", [100, 1], ids=["one batch", "one request per batch"])
@@ -245,3 +197,24 @@ async def test_the_same_ce_id_with_another_payload_is_a_conflict_for_the_dead_le
     assert [result.outcome for result in seen] == [Outcome.CONFLICT, Outcome.APPLIED]
     assert await balance_of(database, account) == (600, 2)
     assert isinstance(seen[1].decision, Applied)
+
+
+async def test_a_balance_started_by_a_concurrent_refund_makes_the_batch_retry_and_then_see_it(
+    database: AsyncEngine,
+) -> None:
+    account, reseller = unique("acc"), unique("res")
+    credit = command(adjustment_data(account, reseller, "credit", amount="1.00"))
+    async with database.connect() as refunding:
+        transaction = await refunding.begin()
+        await terminate_in(refunding, account, reseller)  # its new balance row not yet committed
+        adjusting = asyncio.create_task(apply(database, [credit]))
+        await asyncio.sleep(0.5)  # the adjustment decided on no balance, and waits on the new row
+        await transaction.commit()
+        with pytest.raises(ConcurrentWrite) as raised:
+            await adjusting
+
+    assert classify(raised.value) is FailureKind.CONTENTION
+    (retried,) = await apply(database, [credit])
+    assert isinstance(retried.decision, Applied)
+    assert await balance_of(database, account) == (12100, 2)
+    assert [version for version, _, _ in await ledger_of(database, account)] == [1, 2]
