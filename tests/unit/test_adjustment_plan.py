@@ -39,7 +39,7 @@ def decided(commands: list[AdjustmentCommand], stored: StoredFacts) -> tuple[lis
     decisions, after = decide_batch([c.request for c in commands], stored)
     results = []
     for c in commands:
-        decision = decisions[c.request.adjustment_id]
+        decision = decisions[(c.request.reseller_id, c.request.adjustment_id)]
         outcome = Outcome.APPLIED if isinstance(decision, Applied) else Outcome.REJECTED
         results.append(AdjustmentResult(c, outcome, decision))
     return results, after

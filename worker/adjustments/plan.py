@@ -91,18 +91,20 @@ def account_facts(owner: Owner, stored: StoredFacts) -> AccountFacts:
 
 def decide_batch(
     requests: Sequence[AdjustmentRequest], stored: StoredFacts
-) -> tuple[dict[str, Decision], dict[Owner, AccountFacts]]:
-    """Each request's decision, by adjustment_id; each account's requests in the order they were
-    read, each seeing what the earlier ones applied. Also each account's facts after them."""
+) -> tuple[dict[EntryKey, Decision], dict[Owner, AccountFacts]]:
+    """Each request's decision, by (reseller_id, adjustment_id); each account's requests in the
+    order they were read, each seeing what the earlier ones applied. Also each account's facts
+    after them."""
     by_owner: dict[Owner, list[AdjustmentRequest]] = {}
     for request in requests:
         by_owner.setdefault((request.reseller_id, request.account_id), []).append(request)
-    decisions: dict[str, Decision] = {}
+    decisions: dict[EntryKey, Decision] = {}
     after: dict[Owner, AccountFacts] = {}
     for owner, own in by_owner.items():
         decided, after[owner] = decide_in_order(own, account_facts(owner, stored))
         decisions.update(
-            (request.adjustment_id, decision) for request, decision in zip(own, decided, strict=True)
+            ((request.reseller_id, request.adjustment_id), decision)
+            for request, decision in zip(own, decided, strict=True)
         )
     return decisions, after
 

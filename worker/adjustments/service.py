@@ -65,7 +65,7 @@ async def apply_adjustment_batch(
         if index in redelivered:
             results.append(AdjustmentResult(command, redelivered[index]))
             continue
-        decision = decisions[command.request.adjustment_id]
+        decision = decisions[(command.request.reseller_id, command.request.adjustment_id)]
         outcome = Outcome.APPLIED if isinstance(decision, Applied) else Outcome.REJECTED
         results.append(AdjustmentResult(command, outcome, decision))
     rows = plan_rows(results, stored, after, now)
