@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import worker.db.adjustment_tables  # noqa: F401 - its tables join the metadata
 from worker.db.tables import metadata
 
 
