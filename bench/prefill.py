@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.topics import Topic
 
 PREFILLED_TABLES = ("inbox", "terminations", "credit_notes", "outbox", "expiry_timers")
+ADJUSTMENT_TABLES = ("refunds", "account_balances", "adjustments", "transactions")
+"""What a batch of adjustments looks up (refunds after terminations: each refund's subscription)."""
 
 _STATEMENTS = {
     "inbox": """
@@ -47,6 +49,38 @@ _STATEMENTS = {
         expiry_ce_id)
     SELECT 'prefill-exp-' || i, 'prefill-acc-' || i % 20000, 'prefill-res-' || i % 7,
         '2100-01-01', '2100-01-29', 'pending', 'prefill-exp-' || i
+    FROM generate_series(1, :rows) AS i
+    """,
+    "refunds": """
+    INSERT INTO refunds (refund_id, request_id, subscription_id, account_id, reseller_id, currency,
+        amount_minor, policy_amount_minor, method, rule, months_refunded, cycle_months, credit_note_id,
+        issued_at)
+    SELECT 'prefill-rf-' || i, 'prefill-' || i, 'prefill-sub-' || i, 'prefill-acc-' || i % 20000,
+        'prefill-res-' || i % 7, 'SGD', 100, 100, 'account_credit', 'full_within_window', 12, 12,
+        'prefill-cn-' || i, now()
+    FROM generate_series(1, :rows) AS i
+    """,
+    "account_balances": """
+    INSERT INTO account_balances (account_id, currency, reseller_id, balance_minor, balance_version,
+        updated_at)
+    SELECT 'prefill-acc-' || i, 'SGD', 'prefill-res-' || i % 7, 100, 1, now()
+    FROM generate_series(1, :rows) AS i
+    """,
+    "adjustments": """
+    INSERT INTO adjustments (reseller_id, adjustment_id, account_id, currency, kind, delta_minor,
+        balance_minor, balance_version, transaction_id, reverses, reason, requested_by, requested_at,
+        applied_at)
+    SELECT 'prefill-res-' || i % 7, 'prefill-adj-' || i, 'prefill-acc-' || i % 20000, 'SGD',
+        CASE WHEN i % 2 = 0 THEN 'reversal' ELSE 'transaction_refund' END, 100, 100, 2,
+        CASE WHEN i % 2 = 0 THEN NULL ELSE 'prefill-txn-' || i END,
+        CASE WHEN i % 2 = 0 THEN 'prefill-adj-' || (i - 1) END, 'prefill', 'prefill', now(), now()
+    FROM generate_series(1, :rows) AS i
+    """,
+    "transactions": """
+    INSERT INTO transactions (reseller_id, account_id, transaction_id, currency, amount_minor,
+        refunded_minor, updated_at)
+    SELECT 'prefill-res-' || i % 7, 'prefill-acc-' || i % 20000, 'prefill-txn-' || i, 'SGD', 1000, 100,
+        now()
     FROM generate_series(1, :rows) AS i
     """,
 }

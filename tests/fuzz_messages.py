@@ -64,6 +64,11 @@ STRING_FIELDS: dict[Topic, dict[str, int]] = {
     Topic.SUBSCRIPTION_RENEWED: {
         name: ID_MAX_LENGTH for name in ("subscription_id", "account_id", "reseller_id")
     },
+    Topic.BALANCE_ADJUSTMENT_REQUESTED: {
+        "account_id": ID_MAX_LENGTH,
+        "reseller_id": ID_MAX_LENGTH,
+        "reason": REASON_MAX_LENGTH,
+    },
 }
 REQUIRED: dict[Topic, list[str]] = {
     Topic.TERMINATION_REQUESTED: [
@@ -81,11 +86,21 @@ REQUIRED: dict[Topic, list[str]] = {
     ],
     Topic.SUBSCRIPTION_EXPIRED: ["subscription_id", "account_id", "reseller_id", "expired_at"],
     Topic.SUBSCRIPTION_RENEWED: ["subscription_id", "account_id", "reseller_id", "renewed_at"],
+    Topic.BALANCE_ADJUSTMENT_REQUESTED: [
+        "account_id",
+        "reseller_id",
+        "currency",
+        "kind",
+        "reason",
+        "requested_at",
+        "actor",
+    ],
 }
 TIMESTAMP_FIELD = {
     Topic.TERMINATION_REQUESTED: "requested_at",
     Topic.SUBSCRIPTION_EXPIRED: "expired_at",
     Topic.SUBSCRIPTION_RENEWED: "renewed_at",
+    Topic.BALANCE_ADJUSTMENT_REQUESTED: "requested_at",
 }
 BAD_TIMESTAMPS = [
     "0001-01-01T00:00:00Z",
@@ -225,8 +240,37 @@ class Generator:
             TIMESTAMP_FIELD[topic]: self.timestamp(start),
         }
 
+    def adjustment_data(self) -> dict[str, Any]:
+        currency, digits = self.rng.choice(list(CURRENCIES.items()))
+        kind = self.rng.choice(["credit", "correction", "transaction_refund", "reversal"])
+        reseller = self.identifier("res")
+        sign = "-" if kind == "correction" and self.rng.random() < 0.5 else ""
+        data: dict[str, Any] = {
+            "account_id": self.identifier("acc"),
+            "reseller_id": reseller,
+            "currency": currency,
+            "kind": kind,
+            "amount": None if kind == "reversal" else sign + self.money(digits),
+            "reason": self.text(REASON_MAX_LENGTH),
+            "requested_at": self.timestamp(date(2021, 1, 1)),
+            "actor": {
+                "id": self.text(NAME_MAX_LENGTH),
+                "reseller_id": self.rng.choice([reseller, self.identifier("res")]),
+                "permissions": self.rng.choice([[], ["finance:manage"], ["*", "billing:read"]]),
+            },
+        }
+        if kind == "transaction_refund":
+            data["transaction"] = {"transaction_id": self.identifier("txn"), "amount": self.money(digits)}
+        if kind == "reversal":
+            data["reverses"] = self.identifier("adj")
+        return data
+
     def data_for(self, topic: Topic) -> dict[str, Any]:
-        return self.termination_data() if topic is Topic.TERMINATION_REQUESTED else self.expiry_data(topic)
+        if topic is Topic.TERMINATION_REQUESTED:
+            return self.termination_data()
+        if topic is Topic.BALANCE_ADJUSTMENT_REQUESTED:
+            return self.adjustment_data()
+        return self.expiry_data(topic)
 
     def headers(self, topic: Topic, ce_id: str) -> list[Header]:
         headers: list[Header] = [
@@ -487,7 +531,7 @@ class Generator:
             value = json.dumps(event).replace('"specversion"', f'"x": {deep}, "specversion"', 1).encode()
             return Message(topic, message.key, value, good.headers), False
         else:
-            event["data"]["subscription_id"] = "x" * (ID_MAX_LENGTH + 1)
+            event["data"]["account_id"] = "x" * (ID_MAX_LENGTH + 1)
         return Message(topic, message.key, json.dumps(event).encode(), good.headers), False
 
 

@@ -14,6 +14,7 @@ from faststream.specification import AsyncAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import Topic
+from worker.adjustments.service import adjustment_applier
 from worker.config.security import database_connect_args, kafka_client_options, kafka_security
 from worker.config.settings import Settings
 from worker.domain.grace_period import GracePeriod
@@ -22,7 +23,7 @@ from worker.engine.clock import utc_now
 from worker.engine.observer import ObserverGroup
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
-from worker.engine.parsing import expiry_command, renewal_command, termination_command
+from worker.engine.parsing import adjustment_command, expiry_command, renewal_command, termination_command
 from worker.engine.pipeline import BatchPipeline
 from worker.engine.runtime import ProducerSender, create_engine, create_producer, release_engine
 from worker.engine.startup import broker_connected, database_at_head
@@ -132,6 +133,16 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         observer=observer,
         after_commit=timers.wake,  # the renewals read so far may let due timers fire
     )
+    adjustments = BatchPipeline(
+        engine=engine,
+        parse=adjustment_command,
+        apply=adjustment_applier(metrics.record_adjustments, clock=clock),
+        send_all=send_all,
+        consumer_group=settings.consumer_group,
+        retry=retry,
+        observer=observer,
+        after_commit=relay.wake,
+    )
     broker = KafkaBroker(
         services.kafka_bootstrap_servers,
         client_id="refund-worker",
@@ -143,6 +154,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         Topic.TERMINATION_REQUESTED: terminations,
         Topic.SUBSCRIPTION_EXPIRED: expired,
         Topic.SUBSCRIPTION_RENEWED: renewed,
+        Topic.BALANCE_ADJUSTMENT_REQUESTED: adjustments,
     }
     subscribe_inputs(broker, inputs, consumer_options(settings, services))
     declare_outputs(broker)

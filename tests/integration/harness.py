@@ -76,6 +76,28 @@ def termination_data(**fields: Any) -> dict[str, Any]:
     return data
 
 
+def adjustment_data(account_id: str, reseller_id: str, kind: str, **fields: Any) -> dict[str, Any]:
+    """A valid balance-adjustment-requested data object of `kind` (SGD, by a finance manager)."""
+    data: dict[str, Any] = {
+        "account_id": account_id,
+        "reseller_id": reseller_id,
+        "currency": "SGD",
+        "kind": kind,
+        "amount": None if kind == "reversal" else "10.00",
+        "transaction": None,
+        "reverses": None,
+        "reason": f"a {kind} for the test",
+        "requested_at": "2021-05-03T14:20:00+08:00",
+        "actor": {
+            "id": "finance@reseller.example",
+            "reseller_id": reseller_id,
+            "permissions": ["finance:manage"],
+        },
+    }
+    data.update(fields)
+    return data
+
+
 @dataclass(frozen=True)
 class Raw:
     """A message exactly as it will be produced (for poison and envelope tests)."""

@@ -1,4 +1,5 @@
-"""The look-ups of a batch of terminations stay index probes when the tables are large.
+"""The look-ups of a batch of terminations, and of a batch of adjustments, stay index probes when the
+tables are large.
 
 The statements are the worker's own, captured while it applies a batch (bench/statements.py), and
 each is explained with its real parameters twice: as a custom plan and as the generic plan a
@@ -11,16 +12,21 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.prefill import prefill
+from bench.prefill import ADJUSTMENT_TABLES, prefill
 from bench.statements import RecordedBatch, Statement, commands, record_batches, request
+from schemas.adjustments import BalanceAdjustmentRequested
 from tests.databases import fresh_database
+from tests.integration.harness import adjustment_data
+from worker.adjustments.commands import AdjustmentCommand, adjustment_request
+from worker.adjustments.service import apply_adjustment_batch
 from worker.db.migrate import upgrade_to_head
 from worker.engine.runtime import create_engine
 
@@ -30,7 +36,7 @@ from worker.engine.runtime import create_engine
 # thousand rows on, custom plans go back to probes by themselves; LOOKUP_PLAN_ROWS=1000000
 # checks the size of issue 13 (bench/throughput.py --prefill measures the cost there).
 ROWS = int(os.environ.get("LOOKUP_PLAN_ROWS", "60000"))
-LOOKED_UP = ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox")
+LOOKED_UP = ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox", *ADJUSTMENT_TABLES)
 BATCH = 500
 
 pytestmark = pytest.mark.slow
@@ -63,6 +69,50 @@ async def batch_statements(large_database: str) -> list[Statement]:
     return [step for step in [*last.apply, *last.relay] if isinstance(step, Statement)]
 
 
+@pytest.fixture(scope="module")
+async def adjustment_statements(large_database: str) -> list[Statement]:
+    """Every statement but the COPYs of a batch of 500 adjustments of prefilled accounts: credits,
+    transaction refunds, and reversals of prefilled adjustments and termination refunds. Rolled back."""
+    engine: AsyncEngine = create_engine(large_database, pool_size=1)
+    recorded: list[Statement] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        recorded.append(Statement(statement, tuple(parameters or ())))
+
+    try:
+        batch = [_adjustment(i) for i in range(BATCH)]
+        event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            try:
+                await apply_adjustment_batch(conn, batch, now=datetime.now(UTC))
+            finally:
+                await transaction.rollback()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+        await engine.dispose()
+    return recorded
+
+
+def _adjustment(index: int) -> AdjustmentCommand:
+    prefilled = 2 * index + 1  # an odd prefilled adjustment is a transaction refund
+    account, reseller = f"prefill-acc-{prefilled}", f"prefill-res-{prefilled % 7}"
+    kinds: list[dict[str, Any]] = [
+        adjustment_data(account, reseller, "credit"),
+        adjustment_data(account, reseller, "reversal", reverses=f"prefill-adj-{prefilled}"),
+        adjustment_data(account, reseller, "reversal", reverses=f"prefill-rf-{prefilled}"),
+        adjustment_data(
+            account,
+            reseller,
+            "transaction_refund",
+            amount="1.00",
+            transaction={"transaction_id": f"prefill-txn-{prefilled}", "amount": "10.00"},
+        ),
+    ]
+    requested = BalanceAdjustmentRequested.model_validate(kinds[index % len(kinds)])
+    return AdjustmentCommand(adjustment_request(f"plan-adj-{index}", requested), b"digest")
+
+
 def _with_credit_note(message: tuple[str, bytes, bytes], index: int) -> tuple[str, bytes, bytes]:
     ce_id, key, value = message
     if index % 5:
@@ -78,14 +128,27 @@ def test_batch_issues_each_look_up(batch_statements: list[Statement]) -> None:
         assert f"JOIN {table} ON" in texts or f"UPDATE {table}" in texts or f"FROM {table}" in texts, table
 
 
+def test_adjustment_batch_issues_each_look_up(adjustment_statements: list[Statement]) -> None:
+    texts = " ".join(statement.sql for statement in adjustment_statements)
+    for table in ("inbox", "account_balances", "adjustments", "refunds", "transactions"):
+        assert f"JOIN {table} ON" in texts or f"FROM {table}" in texts, table
+    assert "FOR UPDATE" in texts
+
+
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
+@pytest.mark.parametrize("use_case", ["terminations", "adjustments"])
 async def test_look_ups_probe_indexes_of_large_tables(
-    large_database: str, batch_statements: list[Statement], plan_cache_mode: str
+    large_database: str,
+    batch_statements: list[Statement],
+    adjustment_statements: list[Statement],
+    plan_cache_mode: str,
+    use_case: str,
 ) -> None:
+    statements = batch_statements if use_case == "terminations" else adjustment_statements
     conn = await asyncpg.connect(large_database)
     try:
         await conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
-        for statement in batch_statements:
+        for statement in statements:
             plan = await explain(conn, statement)
             problems = list(whole_table_reads(plan, LOOKED_UP))
             assert not problems, (

@@ -113,7 +113,7 @@ def test_a_correlation_id_points_only_at_what_is_really_there(document: dict[str
     schema = resolve(document, message[part]["$ref"])
     assert field in schema["properties"]
     assert field in schema.get("required", [])
-    assert field in ({"ce_id"} if part == "headers" else {"request_id"})
+    assert field in ({"ce_id"} if part == "headers" else {"request_id", "adjustment_id"})
 
 
 def test_answers_correlate_with_the_request(document: dict[str, Any]) -> None:
@@ -123,6 +123,9 @@ def test_answers_correlate_with_the_request(document: dict[str, Any]) -> None:
         Topic.REFUND_ISSUED,
         Topic.SUBSCRIPTION_TERMINATED,
         Topic.TERMINATION_REJECTED,
+        Topic.BALANCE_ADJUSTMENT_REQUESTED,
+        Topic.BALANCE_ADJUSTED,
+        Topic.ADJUSTMENT_REJECTED,
     }
 
 
@@ -224,7 +227,12 @@ def test_the_asyncapi_parser_sees_each_topics_message_headers_key_and_example(pa
         assert message["payloadProperties"] == list(DATA_MODELS[topic].model_fields)
         assert message["key"]["type"] == "string"
         assert message["examples"] == 1
-        assert message["correlationId"] in (None, "$message.header#/ce_id", "$message.payload#/request_id")
+        assert message["correlationId"] in (
+            None,
+            "$message.header#/ce_id",
+            "$message.payload#/request_id",
+            "$message.payload#/adjustment_id",
+        )
 
 
 @pytest.mark.slow

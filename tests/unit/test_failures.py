@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Programmi
 from schemas.errors import InvalidAttribute, MissingAttribute, NotJson
 from worker.domain.errors import InvalidAmount
 from worker.engine.failures import (
+    ConcurrentWrite,
     FailureKind,
     IdempotencyConflict,
     RetriesExhausted,
@@ -66,6 +67,7 @@ def database_error(sqlstate: str | None, kind: type[DBAPIError] = DBAPIError) ->
         (asyncpg_errors.UndefinedTableError("relation does not exist"), FailureKind.INFRASTRUCTURE),
         (asyncpg_errors.UndefinedColumnError("column does not exist"), FailureKind.INFRASTRUCTURE),
         (SchemaNotAtHead("behind: no schema yet"), FailureKind.INFRASTRUCTURE),
+        (ConcurrentWrite("a balance started meanwhile"), FailureKind.CONTENTION),
         (database_error("42601", ProgrammingError), FailureKind.UNEXPECTED),  # a syntax error is a bug
         (database_error("3D000"), FailureKind.UNEXPECTED),  # no such database: no wait fixes it
         (database_error("22P02", ProgrammingError), FailureKind.UNEXPECTED),

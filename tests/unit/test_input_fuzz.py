@@ -18,11 +18,12 @@ from schemas.inputs import TerminationRequested
 from schemas.topics import Topic
 from tests.fuzz_messages import Case, Generator
 from tests.headers import header
+from worker.adjustments.commands import signed_minor
 from worker.dlq.recoverer import EXCEPTION_MESSAGE, dead_letter, fit_for_broker, record_size
 from worker.domain.money import Currency, Money
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import FailureKind, classify, failure_reason
-from worker.engine.parsing import expiry_command, renewal_command, termination_command
+from worker.engine.parsing import adjustment_command, expiry_command, renewal_command, termination_command
 from worker.engine.records import Headers, InboundRecord
 from worker.entrypoints.cli import app
 from worker.entrypoints.quote import quote, quote_input
@@ -35,6 +36,7 @@ PARSERS: dict[Topic, Callable[[InboundRecord], Any]] = {
     Topic.TERMINATION_REQUESTED: termination_command,
     Topic.SUBSCRIPTION_EXPIRED: expiry_command,
     Topic.SUBSCRIPTION_RENEWED: renewal_command,
+    Topic.BALANCE_ADJUSTMENT_REQUESTED: adjustment_command,
 }
 POLICY = RefundPolicy(window_days=14)
 
@@ -52,6 +54,9 @@ def record_of(case: Case, offset: int) -> InboundRecord:
 def assert_read_right(command: Any, case: Case) -> None:
     data = case.data
     assert data is not None
+    if case.message.topic is Topic.BALANCE_ADJUSTMENT_REQUESTED:
+        assert_adjustment_read_right(command.request, case.ce_id, data)
+        return
     ids = (command.subscription_id, command.account_id, command.reseller_id)
     assert ids == (data["subscription_id"], data["account_id"], data["reseller_id"])
     topic = case.message.topic
@@ -70,6 +75,16 @@ def assert_read_right(command: Any, case: Case) -> None:
         field = "expired_at" if topic is Topic.SUBSCRIPTION_EXPIRED else "renewed_at"
         assert command.ce_id == case.ce_id
         assert getattr(command, field) == datetime.fromisoformat(data[field])
+
+
+def assert_adjustment_read_right(request: Any, ce_id: str | None, data: dict[str, Any]) -> None:
+    assert request.adjustment_id == ce_id
+    assert (request.account_id, request.reseller_id) == (data["account_id"], data["reseller_id"])
+    assert (request.kind.value, request.currency.code) == (data["kind"], data["currency"])
+    assert (request.reason, request.actor.id) == (data["reason"], data["actor"]["id"])
+    assert request.requested_at == datetime.fromisoformat(data["requested_at"])
+    if data["amount"] is not None:
+        assert request.amount == signed_minor(data["amount"], Currency.of(data["currency"]), "amount")
 
 
 def parsed(case: Case, record: InboundRecord) -> tuple[Any, Exception | None]:

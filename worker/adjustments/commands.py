@@ -1,4 +1,5 @@
-"""From a `balance-adjustment-requested` event to the request the adjustment rules judge.
+"""From a `balance-adjustment-requested` event to the request the adjustment rules judge, and the
+command the worker applies (the request with where it came from) and its result.
 
 The event's model checks its shape; here its amounts are read with their currency, so that one with
 more digits than the currency has is refused naming its field (a DomainError: poison for the worker,
@@ -8,9 +9,12 @@ as the contract says, and so is a transaction named by anything but a transactio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 from schemas.adjustments import AdjustedTransaction, BalanceAdjustmentRequested
 from worker.domain.account_facts import AdjustmentKind
-from worker.domain.adjustment_requests import Actor, AdjustmentRequest, Transaction
+from worker.domain.adjustment_requests import Actor, AdjustmentRequest, Decision, Transaction
 from worker.domain.errors import DomainError, InvalidAmount
 from worker.domain.money import Currency, Money
 
@@ -62,3 +66,29 @@ def _transaction(stated: AdjustedTransaction, currency: Currency) -> Transaction
 def signed_text(minor: int, currency: Currency) -> str:
     """Signed minor units as the contract writes money: `12.50`, `-5.00` (the inverse of signed_minor)."""
     return ("-" if minor < 0 else "") + str(Money(abs(minor), currency))
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentCommand:
+    """A validated adjustment request, with where it came from."""
+
+    request: AdjustmentRequest
+    payload_sha256: bytes
+    partition: int | None = None
+    offset: int | None = None
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    """The ce_id was seen before with another payload: not ours to decide, a dead letter."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentResult:
+    command: AdjustmentCommand
+    outcome: Outcome
+    decision: Decision | None = None
+    """Applied or Refused; None for a redelivery."""

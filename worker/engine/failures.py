@@ -56,6 +56,11 @@ class SubscriptionOfAnotherAccount(PoisonMessage):
     reason = "account_mismatch"
 
 
+class ConcurrentWrite(Exception):
+    """A concurrent writer changed what a batch decided on, in a way no unique key reports (a balance
+    started meanwhile): contention, so the batch is retried and then sees it."""
+
+
 class SchemaNotAtHead(Exception):
     """At start-up: the database's schema is behind this release's head (or absent). An outage:
     the worker consumes nothing until `refund-worker migrate` (or another worker) has run."""
@@ -89,6 +94,8 @@ def classify(error: BaseException) -> FailureKind:
         return FailureKind.POISON
     if isinstance(error, SchemaNotAtHead):
         return FailureKind.INFRASTRUCTURE
+    if isinstance(error, ConcurrentWrite):
+        return FailureKind.CONTENTION
     if isinstance(error, DBAPIError):
         return _classify_database(error)
     # asyncpg's own errors, raised past SQLAlchemy where the raw connection is used (COPY): the

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import TypeVar
 
+from schemas.adjustments import BalanceAdjustmentRequested
 from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
 from schemas.topics import Topic
+from worker.adjustments.commands import AdjustmentCommand, adjustment_request
 from worker.engine.records import InboundRecord
 from worker.engine.wire_to_domain import termination_terms
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
@@ -69,6 +71,18 @@ def renewal_command(record: InboundRecord) -> RenewalCommand:
         account_id=renewed.account_id,
         reseller_id=renewed.reseller_id,
         renewed_at=renewed.renewed_at,
+        partition=record.partition,
+        offset=record.offset,
+    )
+
+
+def adjustment_command(record: InboundRecord) -> AdjustmentCommand:
+    """The request whose adjustment_id is the event's ce_id; money with more digits than its currency
+    has is a DomainError, so poison."""
+    ce_id, requested = _read(record, Topic.BALANCE_ADJUSTMENT_REQUESTED, BalanceAdjustmentRequested)
+    return AdjustmentCommand(
+        request=adjustment_request(ce_id, requested),
+        payload_sha256=payload_digest(requested),
         partition=record.partition,
         offset=record.offset,
     )

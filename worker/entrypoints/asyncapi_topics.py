@@ -98,16 +98,37 @@ def message_of(spec: TopicSpec, name: str) -> dict[str, Any]:
 
 
 def _correlation_id(spec: TopicSpec) -> dict[str, str] | None:
-    """A termination request's `ce_id` header, and the `request_id` of the outputs that answer it."""
-    if spec.topic is Topic.TERMINATION_REQUESTED:
+    """A request's `ce_id` header, and the field of the outputs that answer it that carries it: a
+    termination's `request_id`, an adjustment's `request_id` or `adjustment_id`."""
+    if spec.topic in _REQUESTS:
         return {
-            "description": "The request's ce_id; the events that answer it carry it as request_id.",
+            "description": (
+                f"The request's ce_id; the events that answer it carry it as {_REQUESTS[spec.topic]}."
+            ),
             "location": "$message.header#/ce_id",
+        }
+    if spec.topic is Topic.BALANCE_ADJUSTED:
+        return {
+            "description": "The ce_id of the balance-adjustment-requested event this answers.",
+            "location": "$message.payload#/adjustment_id",
         }
     if not spec.is_input and "request_id" in DATA_MODELS[spec.topic].model_fields:
         expiry = " (null for an expiry)" if spec.topic is Topic.SUBSCRIPTION_TERMINATED else ""
+        request = (
+            Topic.BALANCE_ADJUSTMENT_REQUESTED
+            if spec.topic is Topic.ADJUSTMENT_REJECTED
+            else Topic.TERMINATION_REQUESTED
+        )
         return {
-            "description": f"The ce_id of the termination-requested event this answers{expiry}.",
+            "description": f"The ce_id of the {request} event this answers{expiry}.",
             "location": "$message.payload#/request_id",
         }
     return None
+
+
+_REQUESTS = {
+    Topic.TERMINATION_REQUESTED: "request_id",
+    Topic.BALANCE_ADJUSTMENT_REQUESTED: (
+        "adjustment_id (balance-adjusted) or request_id (adjustment-rejected)"
+    ),
+}

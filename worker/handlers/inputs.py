@@ -1,9 +1,10 @@
 """The input topics, read by ONE batch subscriber; each topic's records go to that topic's pipeline.
 
-One consumer per worker for all of termination-requested, subscription-expired and
-subscription-renewed, rather than one per topic, so that a worker is a single member of its
-consumer group: each extra member makes every (re)start and rebalance slower, and the embedded
-broker (Tansu) could leave a restarted multi-member worker stuck in SyncGroup for minutes.
+One consumer per worker for all of termination-requested, subscription-expired,
+subscription-renewed and balance-adjustment-requested, rather than one per topic, so that a worker
+is a single member of its consumer group: each extra member makes every (re)start and rebalance
+slower, and the embedded broker (Tansu) could leave a restarted multi-member worker stuck in
+SyncGroup for minutes.
 
 Every topic keeps the same rules: its records are parsed, applied in one transaction, poison
 dead-lettered, by its own pipeline (worker.engine.pipeline); the offsets of the whole batch are committed
@@ -33,6 +34,9 @@ DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
             "Expiries: each arms a durable timer that terminates the subscription after the grace period."
         ),
         Topic.SUBSCRIPTION_RENEWED: "Renewals: one inside an expiry's grace period cancels its timer.",
+        Topic.BALANCE_ADJUSTMENT_REQUESTED: (
+            "Operator adjustments of an account's credits: applied or rejected once, in order per account."
+        ),
     }
 )
 

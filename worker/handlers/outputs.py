@@ -24,6 +24,10 @@ WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
         ),
         Topic.SUBSCRIPTION_TERMINATED: "Every termination, refund or not, by request or by expiry.",
         Topic.TERMINATION_REJECTED: "A well-formed termination request that the rules refuse.",
+        Topic.BALANCE_ADJUSTED: (
+            "An operator's adjustment was applied; balance_version is credits-updated's counter."
+        ),
+        Topic.ADJUSTMENT_REJECTED: "A well-formed adjustment request that the rules refuse: nothing changed.",
     }
 )
 

@@ -23,6 +23,10 @@ from prometheus_client import (
 )
 
 from schemas.topics import INPUT_TOPICS
+from worker.adjustments.commands import AdjustmentResult
+from worker.adjustments.commands import Outcome as AdjustmentOutcome
+from worker.domain.account_facts import AdjustmentKind
+from worker.domain.adjustment_requests import RefusalCode, Refused
 from worker.engine.failures import FailureKind
 from worker.ops.observability import MetricsObserver
 from worker.ops.scraped_gauges import PREFIX, ScrapedGauges
@@ -79,6 +83,18 @@ class WorkerMetrics:
         self.decisions = Counter(
             f"{PREFIX}_decisions", "Termination requests decided, by outcome.", ["outcome"], registry=r
         )
+        self.adjustments = Counter(
+            f"{PREFIX}_adjustments",
+            "Adjustment requests decided, by kind and outcome (applied, rejected, duplicate, conflict).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.adjustments_rejected = Counter(
+            f"{PREFIX}_adjustments_rejected",
+            "Adjustment requests rejected, by reason_code.",
+            ["reason_code"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             f"{PREFIX}_batch_seconds",
             "Time to handle one batch: parse, decide and commit, dead-letter.",
@@ -102,6 +118,11 @@ class WorkerMetrics:
                 self.dead_lettered.labels(topic, reason)
         for outcome in Outcome:
             self.decisions.labels(outcome.value)
+        for adjustment_kind in AdjustmentKind:
+            for adjusted in AdjustmentOutcome:
+                self.adjustments.labels(adjustment_kind.value, adjusted.value)
+        for code in RefusalCode:
+            self.adjustments_rejected.labels(code.value)
 
     def faststream_middleware(self) -> KafkaPrometheusMiddleware:
         """FastStream's own consume/publish metrics (refund_worker_received_messages_total, ...)."""
@@ -123,6 +144,13 @@ class WorkerMetrics:
             method = decision.method.value if decision.method else "none"
             self.refunds_issued.labels(currency, method).inc()
             self.refunded_amount.labels(currency).inc(float(decision.amount.to_decimal()))
+
+    def record_adjustments(self, results: Iterable[AdjustmentResult]) -> None:
+        """Count committed adjustment decisions (a conflict too: it is dead-lettered)."""
+        for result in results:
+            self.adjustments.labels(result.command.request.kind.value, result.outcome.value).inc()
+            if isinstance(result.decision, Refused):
+                self.adjustments_rejected.labels(result.decision.code.value).inc()
 
 
 def _registry_with_process_metrics() -> CollectorRegistry:

@@ -44,6 +44,12 @@ balance_ledger = Table(
     created_at(),
     # Migration 0007: the reseller first in the key.
     Column("reseller_id", Text, nullable=False),
+    # Migration 0008: an operator adjustment's entry (worker/db/schema/adjustments.py); null on a
+    # termination's refund, whose entry names its refund_id.
+    Column("adjustment_id", Text, nullable=True),
+    Column("kind", Text, nullable=True),
+    Column("transaction_id", Text, nullable=True),
+    Column("reverses", Text, nullable=True),
     UniqueConstraint(
         "reseller_id",
         "account_id",

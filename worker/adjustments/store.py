@@ -1,0 +1,237 @@
+"""All of the adjustment use case's SQL: the facts a batch reads (its balances locked), the balance
+and transaction upserts and the inserts. A fixed number of statements per batch, whatever its size:
+every look-up probes an index once per key (`unnest ... JOIN LATERAL (... LIMIT 1)`, as
+worker.db.inbox.probed; tests/service/test_lookup_plans.py checks the plans)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import exists, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from worker.adjustments.plan import AccountKey, AdjustmentRows, EntryKey, TransactionKey
+from worker.db.bulk import copy_rows, key_arrays, wanted_keys
+from worker.db.inbox import probed
+from worker.db.schema.adjustments import adjustments
+from worker.db.schema.balances import balance_ledger
+from worker.db.schema.inbox import inbox
+from worker.db.schema.outbox import outbox
+from worker.db.schema.refunds import refunds
+from worker.domain.account_facts import EntryFacts, EntryKind, TransactionFacts
+from worker.domain.money import Currency, Money
+from worker.domain.policy import RefundMethod
+from worker.engine.failures import ConcurrentWrite
+
+# Each balance row is locked in the arrays' order, which the caller sorts as the terminations'
+# upsert sorts its own: two batches never wait on each other in a cycle.
+_LOCK_BALANCES = text("""
+    SELECT m.reseller_id, m.account_id, m.currency, m.balance_minor, m.balance_version
+    FROM unnest(CAST(:resellers AS text[]), CAST(:accounts AS text[]), CAST(:currencies AS text[]))
+        AS k(reseller_id, account_id, currency)
+    JOIN LATERAL (
+        SELECT b.reseller_id, b.account_id, b.currency, b.balance_minor, b.balance_version
+        FROM account_balances AS b
+        WHERE b.reseller_id = k.reseller_id AND b.account_id = k.account_id AND b.currency = k.currency
+        LIMIT 1 FOR UPDATE
+    ) AS m ON true
+""")
+
+
+async def locked_balances(
+    conn: AsyncConnection, keys: Sequence[AccountKey]
+) -> dict[AccountKey, tuple[int, int]]:
+    """(balance, version) of each of these balances that exists, its row locked until commit."""
+    if not keys:
+        return {}
+    parameters = {
+        "resellers": [r for r, _, _ in keys],
+        "accounts": [a for _, a, _ in keys],
+        "currencies": [c for _, _, c in keys],
+    }
+    rows = await conn.execute(_LOCK_BALANCES, parameters)
+    return {
+        (reseller, account, currency): (balance, version)
+        for reseller, account, currency, balance, version in rows
+    }
+
+
+_ADJUSTMENT_TARGETS = text("""
+    SELECT m.reseller_id, m.adjustment_id, m.account_id, m.currency, m.kind, m.delta_minor,
+        m.transaction_id, m.reversed
+    FROM unnest(CAST(:resellers AS text[]), CAST(:ids AS text[])) AS k(reseller_id, id)
+    JOIN LATERAL (
+        SELECT a.reseller_id, a.adjustment_id, a.account_id, a.currency, a.kind, a.delta_minor,
+            a.transaction_id,
+            EXISTS (
+                SELECT 1 FROM adjustments AS r
+                WHERE r.reseller_id = a.reseller_id AND r.reverses = a.adjustment_id
+            ) AS reversed
+        FROM adjustments AS a
+        WHERE a.reseller_id = k.reseller_id AND a.adjustment_id = k.id
+        LIMIT 1
+    ) AS m ON true
+""")
+
+
+async def reversal_targets(
+    conn: AsyncConnection, keys: Sequence[EntryKey]
+) -> dict[EntryKey, tuple[str, EntryFacts]]:
+    """The earlier adjustments and termination refunds these reversals name, with their account and
+    whether a reversal already took them back. An id that is both is taken as the adjustment."""
+    if not keys:
+        return {}
+    found: dict[EntryKey, tuple[str, EntryFacts]] = {}
+    pairs = wanted_keys()
+    reversed_before = exists().where(
+        adjustments.c.reseller_id == refunds.c.reseller_id, adjustments.c.reverses == refunds.c.refund_id
+    )
+    refund_query = probed(
+        pairs,
+        select(
+            refunds.c.refund_id,
+            refunds.c.reseller_id,
+            refunds.c.account_id,
+            refunds.c.currency,
+            refunds.c.amount_minor,
+            refunds.c.method,
+            reversed_before.label("reversed"),
+        ).where(refunds.c.reseller_id == pairs.c.reseller_id, refunds.c.refund_id == pairs.c.id),
+    )
+    for refund_id, reseller, account, currency, amount, method, reversed_ in await conn.execute(
+        refund_query, key_arrays(keys)
+    ):
+        paid = RefundMethod(method)
+        delta = amount if paid is RefundMethod.ACCOUNT_CREDIT else 0
+        entry = EntryFacts(
+            EntryKind.TERMINATION_REFUND, Currency.of(currency), delta, reversed=reversed_, method=paid
+        )
+        found[(reseller, refund_id)] = (account, entry)
+    parameters = {"resellers": [r for r, _ in keys], "ids": [i for _, i in keys]}
+    for reseller, adjustment_id, account, currency, kind, delta, transaction, reversed_ in await conn.execute(
+        _ADJUSTMENT_TARGETS, parameters
+    ):
+        entry = EntryFacts(
+            EntryKind(kind), Currency.of(currency), delta, reversed=reversed_, transaction_id=transaction
+        )
+        found[(reseller, adjustment_id)] = (account, entry)
+    return found
+
+
+_TRANSACTIONS = text("""
+    SELECT m.reseller_id, m.account_id, m.transaction_id, m.currency, m.amount_minor, m.refunded_minor
+    FROM unnest(CAST(:resellers AS text[]), CAST(:accounts AS text[]), CAST(:ids AS text[]))
+        AS k(reseller_id, account_id, id)
+    JOIN LATERAL (
+        SELECT t.reseller_id, t.account_id, t.transaction_id, t.currency, t.amount_minor, t.refunded_minor
+        FROM transactions AS t
+        WHERE t.reseller_id = k.reseller_id AND t.account_id = k.account_id AND t.transaction_id = k.id
+        LIMIT 1
+    ) AS m ON true
+""")
+
+
+async def known_transactions(
+    conn: AsyncConnection, keys: Sequence[TransactionKey]
+) -> dict[TransactionKey, TransactionFacts]:
+    if not keys:
+        return {}
+    parameters = {
+        "resellers": [r for r, _, _ in keys],
+        "accounts": [a for _, a, _ in keys],
+        "ids": [t for _, _, t in keys],
+    }
+    return {
+        (reseller, account, transaction): TransactionFacts(Money(amount, Currency.of(currency)), refunded)
+        for reseller, account, transaction, currency, amount, refunded in await conn.execute(
+            _TRANSACTIONS, parameters
+        )
+    }
+
+
+_ADD_TO_BALANCES = text("""
+    INSERT INTO account_balances AS b
+        (account_id, currency, reseller_id, balance_minor, balance_version, updated_at)
+    SELECT account, currency, reseller, delta, changes, :now
+    FROM unnest(
+        CAST(:accounts AS text[]), CAST(:currencies AS text[]), CAST(:resellers AS text[]),
+        CAST(:deltas AS bigint[]), CAST(:counts AS bigint[])
+    ) AS c(account, currency, reseller, delta, changes)
+    ON CONFLICT (reseller_id, account_id, currency) DO UPDATE SET
+        balance_minor = b.balance_minor + EXCLUDED.balance_minor,
+        balance_version = b.balance_version + EXCLUDED.balance_version,
+        updated_at = EXCLUDED.updated_at
+    RETURNING reseller_id, account_id, currency, balance_minor, balance_version
+""")
+
+
+async def add_to_balances(conn: AsyncConnection, rows: AdjustmentRows) -> None:
+    """Add each balance's deltas in one upsert, in key order. A balance that did not exist when the
+    batch locked the others may have been started since by a concurrent writer (a termination's
+    refund): then the versions the batch gave are taken, and the batch is retried (ConcurrentWrite)."""
+    changes = rows.balance_changes
+    if not changes:
+        return
+    keys = sorted(changes)
+    parameters = {
+        "accounts": [account for _, account, _ in keys],
+        "currencies": [currency for _, _, currency in keys],
+        "resellers": [reseller for reseller, _, _ in keys],
+        "deltas": [sum(changes[key]) for key in keys],
+        "counts": [len(changes[key]) for key in keys],
+        "now": rows.now,
+    }
+    for reseller, account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
+        deltas = changes[(reseller, account, currency)]
+        before = (balance - sum(deltas), version - len(deltas))
+        if before != rows.balances_before[(reseller, account, currency)]:
+            raise ConcurrentWrite(
+                f"the {currency} balance of account {account} changed while its adjustments were decided"
+            )
+
+
+_SET_TRANSACTIONS = text("""
+    INSERT INTO transactions AS t
+        (reseller_id, account_id, transaction_id, currency, amount_minor, refunded_minor, updated_at)
+    SELECT reseller, account, id, currency, amount, refunded, :now
+    FROM unnest(
+        CAST(:resellers AS text[]), CAST(:accounts AS text[]), CAST(:ids AS text[]),
+        CAST(:currencies AS text[]), CAST(:amounts AS bigint[]), CAST(:refunded AS bigint[])
+    ) AS c(reseller, account, id, currency, amount, refunded)
+    ON CONFLICT (reseller_id, account_id, transaction_id) DO UPDATE SET
+        refunded_minor = EXCLUDED.refunded_minor, updated_at = EXCLUDED.updated_at
+""")
+
+
+async def set_transactions(
+    conn: AsyncConnection, rows: Sequence[Mapping[str, object]], now: datetime
+) -> None:
+    """What each transaction's unreversed refunds took, after the batch (its account's balance is
+    locked, or checked by add_to_balances, so nothing else changed it meanwhile)."""
+    if not rows:
+        return
+    columns = {
+        "resellers": "reseller_id",
+        "accounts": "account_id",
+        "ids": "transaction_id",
+        "currencies": "currency",
+        "amounts": "amount_minor",
+        "refunded": "refunded_minor",
+    }
+    parameters: dict[str, object] = {name: [row[c] for row in rows] for name, c in columns.items()}
+    await conn.execute(_SET_TRANSACTIONS, parameters | {"now": now})
+
+
+async def write_all(conn: AsyncConnection, rows: AdjustmentRows) -> None:
+    """The balances first (their check may retry the batch), then the transactions, then one COPY
+    per table."""
+    await add_to_balances(conn, rows)
+    await set_transactions(conn, rows.transactions, rows.now)
+    for table, copied in (
+        (inbox, rows.inbox),
+        (adjustments, rows.adjustments),
+        (balance_ledger, rows.ledger),
+        (outbox, [event.row() for event in rows.events]),
+    ):
+        await copy_rows(conn, table, copied)
