@@ -23,6 +23,7 @@ from rich.table import Table
 from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
 from worker.dlq.text import plural
+from worker.entrypoints.demo_adjustments import Refunded, run_adjustments
 
 SEED_REQUESTS = Path(__file__).with_name("seed_requests.jsonl")
 _SOURCE = "/refund-worker/entrypoints/demo"
@@ -82,6 +83,9 @@ async def run_demo(bootstrap_servers: str, console: Console, wait_seconds: float
     finally:
         await consumer.stop()
     console.print(_table(requests, seen))
+    refunded = seen.credited_refund([request.ce_id for request in seeds])
+    if refunded is not None:
+        await run_adjustments(bootstrap_servers, console, refunded, run_id, wait_seconds)
 
 
 @dataclass
@@ -90,6 +94,19 @@ class _Seen:
 
     by_request: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def credited_refund(self, request_ids: list[str]) -> Refunded | None:
+        """The first of these requests' refunds paid as credits, in the seed's order: the account the
+        operator's adjustments are about."""
+        credited = {
+            data["request_id"]: data
+            for topic, data in self.events
+            if topic == Topic.REFUND_ISSUED and data["method"] == "account_credit"
+        }
+        refund = next((credited[r] for r in request_ids if r in credited), None)
+        if refund is None:
+            return None
+        return Refunded(refund["refund_id"], refund["account_id"], refund["reseller_id"], refund["currency"])
 
     def counts(self, request_ids: set[str]) -> Counter[str]:
         """Events of these requests per topic; credits-updated names the refund, not the request."""
@@ -138,12 +155,18 @@ async def _collect(consumer: AIOKafkaConsumer, expected: set[str], seen: _Seen) 
 
 
 _FINAL_TOPICS = (Topic.SUBSCRIPTION_TERMINATED.value, Topic.TERMINATION_REJECTED.value)
+_TERMINATION_OUTPUTS = (
+    Topic.REFUND_ISSUED,
+    Topic.CREDITS_UPDATED,
+    Topic.SUBSCRIPTION_TERMINATED,
+    Topic.TERMINATION_REJECTED,
+)
 
 
 def _table(requests: list[DemoRequest], seen: _Seen) -> Table:
     outputs = seen.by_request
     counts = seen.counts({request.ce_id for request in requests})
-    published = ", ".join(f"{counts[topic.value]} {topic.value}" for topic in OUTPUT_TOPICS)
+    published = ", ".join(f"{counts[topic.value]} {topic.value}" for topic in _TERMINATION_OUTPUTS)
     table = Table(
         title="The seed's examples, as the worker published them",
         caption=f"published, in all: {published}",

@@ -10,6 +10,7 @@ from `balance-adjusted` and `adjustment-rejected`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,7 +108,9 @@ async def run_adjustments(
     try:
         await _publish(bootstrap_servers, adjustments)
         console.print(f"published {len(adjustments)} adjustments of {refunded.account_id}; waiting...")
-        answers = await asyncio.wait_for(_answers(consumer, {a.ce_id for a in adjustments}), wait_seconds)
+        answers: dict[str, tuple[str, dict[str, Any]]] = {}
+        with contextlib.suppress(TimeoutError):  # the table says which got no answer
+            await asyncio.wait_for(_answers(consumer, {a.ce_id for a in adjustments}, answers), wait_seconds)
     finally:
         await consumer.stop()
     console.print(_table(adjustments, answers))
@@ -131,9 +134,10 @@ async def _publish(bootstrap_servers: str, adjustments: list[DemoAdjustment]) ->
         await producer.stop()
 
 
-async def _answers(consumer: AIOKafkaConsumer, expected: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Each adjustment's answer: (topic, data), by the adjustment's id."""
-    answers: dict[str, tuple[str, dict[str, Any]]] = {}
+async def _answers(
+    consumer: AIOKafkaConsumer, expected: set[str], answers: dict[str, tuple[str, dict[str, Any]]]
+) -> None:
+    """Each adjustment's answer into `answers`: (topic, data), by the adjustment's id."""
     while not expected <= answers.keys():
         for records in (await consumer.getmany(timeout_ms=500)).values():
             for record in records:
@@ -141,7 +145,6 @@ async def _answers(consumer: AIOKafkaConsumer, expected: set[str]) -> dict[str, 
                 answered = data.get("adjustment_id") or data.get("request_id")
                 if answered in expected:
                     answers[answered] = (record.topic, data)
-    return answers
 
 
 def _table(adjustments: list[DemoAdjustment], answers: dict[str, tuple[str, dict[str, Any]]]) -> Table:
@@ -149,6 +152,9 @@ def _table(adjustments: list[DemoAdjustment], answers: dict[str, tuple[str, dict
     for column in ("case", "outcome", "change", "balance", "version", "reason"):
         table.add_column(column)
     for adjustment in adjustments:
+        if adjustment.ce_id not in answers:
+            table.add_row(adjustment.case, "no answer", "-", "-", "-", "see balance-adjustment-requested-dlt")
+            continue
         topic, data = answers[adjustment.ce_id]
         if topic == Topic.ADJUSTMENT_REJECTED:
             table.add_row(

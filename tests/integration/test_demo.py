@@ -1,0 +1,36 @@
+"""The README's first command: the demo's two tables, read back from what the worker published."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from tests.integration.harness import running_worker, worker_settings
+from worker.entrypoints.demo import run_demo
+
+pytestmark = pytest.mark.slow
+
+
+async def test_demo_shows_the_seed_terminations_then_one_adjustment_of_each_kind(
+    kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int]
+) -> None:
+    console = Console(record=True, width=250)
+    async with running_worker(worker_settings(kafka_bootstrap, database_url, kafka_group_settings)):
+        await run_demo(kafka_bootstrap, console, wait_seconds=90)
+    text = console.export_text()
+
+    terminations, adjustments = text.split("An operator adjusts the account's credits")
+    assert "no answer" not in terminations
+    assert terminations.count("no second effect") == 1
+    assert "already_terminated" in terminations
+    assert "credit_note_already_used" in terminations
+    rows = {line.split("│")[1].strip(): line for line in adjustments.splitlines() if line.count("│") > 5}
+    applied = [case for case, line in rows.items() if "applied" in line]
+    assert {case.split(":")[0] for case in applied} == {
+        "credit",
+        "transaction refund",
+        "reversal",
+        "correction",
+    }
+    assert "exceeds_refundable: " in rows["transaction refund: 30.00 more of it"]
+    assert "forbidden: " in rows["credit by a clerk without Finance"]
