@@ -87,7 +87,9 @@ async def known_invoice_notes(
     keys, n = wanted_keys(), invoice_credit_notes.c
     query = probed(
         keys,
-        select(invoice_credit_notes).where(n.reseller_id == keys.c.reseller_id, n.credit_note_id == keys.c.id),
+        select(invoice_credit_notes).where(
+            n.reseller_id == keys.c.reseller_id, n.credit_note_id == keys.c.id
+        ),
     )
     rows = await conn.execute(query, key_arrays(notes))
     return {(row.reseller_id, row.credit_note_id): note_facts(row) for row in rows}

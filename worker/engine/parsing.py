@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import TypeVar
 
+from schemas.credit_notes import CreditNoteIssued
 from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
 from schemas.topics import Topic
+from worker.credit_notes.commands import CreditNoteCommand
 from worker.engine.records import InboundRecord
-from worker.engine.wire_to_domain import termination_terms
+from worker.engine.wire_to_domain import invoice_note, termination_terms
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
 from worker.terminations.commands import TerminationCommand
 
@@ -69,6 +71,17 @@ def renewal_command(record: InboundRecord) -> RenewalCommand:
         account_id=renewed.account_id,
         reseller_id=renewed.reseller_id,
         renewed_at=renewed.renewed_at,
+        partition=record.partition,
+        offset=record.offset,
+    )
+
+
+def credit_note_command(record: InboundRecord) -> CreditNoteCommand:
+    ce_id, issued = _read(record, Topic.CREDIT_NOTE_ISSUED, CreditNoteIssued)
+    return CreditNoteCommand(
+        ce_id=ce_id,
+        payload_sha256=payload_digest(issued),
+        note=invoice_note(issued),
         partition=record.partition,
         offset=record.offset,
     )

@@ -41,6 +41,7 @@ DEAD_LETTER_REASONS = (
     "domain_refused",
     "idempotency_conflict",
     "account_mismatch",
+    "credit_note_redefined",
     "retries_exhausted",
     "poison",
     "unexpected",

@@ -49,6 +49,8 @@ invoice_credit_notes = Table(
         "ix_invoice_credit_notes_unused",
         "reseller_id",
         "subscription_id",
-        postgresql_where=text("subscription_id IS NOT NULL AND refund_id IS NULL AND conflict_refund_id IS NULL"),
+        postgresql_where=text(
+            "subscription_id IS NOT NULL AND refund_id IS NULL AND conflict_refund_id IS NULL"
+        ),
     ),
 )
