@@ -16,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.topics import Topic
 from worker.config.security import database_connect_args, kafka_client_options, kafka_security
 from worker.config.settings import Settings
+from worker.credit_notes.service import credit_note_applier
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
 from worker.engine.clock import utc_now
 from worker.engine.observer import ObserverGroup
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
-from worker.engine.parsing import expiry_command, renewal_command, termination_command
+from worker.engine.parsing import credit_note_command, expiry_command, renewal_command, termination_command
 from worker.engine.pipeline import BatchPipeline
 from worker.engine.runtime import ProducerSender, create_engine, create_producer, release_engine
 from worker.engine.startup import broker_connected, database_at_head
@@ -132,6 +133,16 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         observer=observer,
         after_commit=timers.wake,  # the renewals read so far may let due timers fire
     )
+    invoice_notes = BatchPipeline(
+        engine=engine,
+        parse=credit_note_command,
+        apply=credit_note_applier(metrics.record_credit_notes, clock=clock),
+        send_all=send_all,
+        consumer_group=settings.consumer_group,
+        retry=retry,
+        observer=observer,
+        after_commit=relay.wake,
+    )
     broker = KafkaBroker(
         services.kafka_bootstrap_servers,
         client_id="refund-worker",
@@ -143,6 +154,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         Topic.TERMINATION_REQUESTED: terminations,
         Topic.SUBSCRIPTION_EXPIRED: expired,
         Topic.SUBSCRIPTION_RENEWED: renewed,
+        Topic.CREDIT_NOTE_ISSUED: invoice_notes,
     }
     subscribe_inputs(broker, inputs, consumer_options(settings, services))
     declare_outputs(broker)

@@ -109,8 +109,6 @@ def test_a_termination_from_another_account_is_refused_before_its_notes_are_link
     assert rejected(decision)[0] is RejectionCode.ACCOUNT_MISMATCH
 
 
-
-
 def test_the_subscriptions_unused_notes_are_the_refund_never_credits() -> None:
     first, second = note("INV-1", 6000), note("INV-2", 4000, issued_at=datetime(2021, 4, 19, tzinfo=UTC))
     decision = linked(guard(ledger_with(second, first)))

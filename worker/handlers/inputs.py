@@ -1,8 +1,8 @@
 """The input topics, read by ONE batch subscriber; each topic's records go to that topic's pipeline.
 
-One consumer per worker for all of termination-requested, subscription-expired and
-subscription-renewed, rather than one per topic, so that a worker is a single member of its
-consumer group: each extra member makes every (re)start and rebalance slower, and the embedded
+One consumer per worker for all of termination-requested, subscription-expired,
+subscription-renewed and credit-note-issued, rather than one per topic, so that a worker is a single
+member of its consumer group: each extra member makes every (re)start and rebalance slower, and the embedded
 broker (Tansu) could leave a restarted multi-member worker stuck in SyncGroup for minutes.
 
 Every topic keeps the same rules: its records are parsed, applied in one transaction, poison
@@ -33,6 +33,10 @@ DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
             "Expiries: each arms a durable timer that terminates the subscription after the grace period."
         ),
         Topic.SUBSCRIPTION_RENEWED: "Renewals: one inside an expiry's grace period cancels its timer.",
+        Topic.CREDIT_NOTE_ISSUED: (
+            "Credit notes from the invoice app: a later termination's refund is them, or, after an "
+            "automatic refund as credits, a conflict is reported."
+        ),
     }
 )
 

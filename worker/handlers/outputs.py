@@ -24,6 +24,10 @@ WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
         ),
         Topic.SUBSCRIPTION_TERMINATED: "Every termination, refund or not, by request or by expiry.",
         Topic.TERMINATION_REJECTED: "A well-formed termination request that the rules refuse.",
+        Topic.REFUND_CONFLICT_DETECTED: (
+            "A credit note from the invoice app for a subscription already refunded as account credit, "
+            "once per note: finance reverses one of the two."
+        ),
     }
 )
 

@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 
 from schemas.topics import INPUT_TOPICS
+from worker.credit_notes.commands import NoteOutcome, NoteResult
 from worker.engine.failures import FailureKind
 from worker.ops.observability import MetricsObserver
 from worker.ops.scraped_gauges import PREFIX, ScrapedGauges
@@ -80,6 +81,12 @@ class WorkerMetrics:
         self.decisions = Counter(
             f"{PREFIX}_decisions", "Termination requests decided, by outcome.", ["outcome"], registry=r
         )
+        self.credit_notes = Counter(
+            f"{PREFIX}_invoice_credit_notes",
+            "Credit notes from the invoice app handled, by outcome (refund_conflict: reported to finance).",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             f"{PREFIX}_batch_seconds",
             "Time to handle one batch: parse, decide and commit, dead-letter.",
@@ -103,6 +110,8 @@ class WorkerMetrics:
                 self.dead_lettered.labels(topic, reason)
         for outcome in Outcome:
             self.decisions.labels(outcome.value)
+        for note_outcome in NoteOutcome:
+            self.credit_notes.labels(note_outcome.value)
 
     def faststream_middleware(self) -> KafkaPrometheusMiddleware:
         """FastStream's own consume/publish metrics (refund_worker_received_messages_total, ...)."""
@@ -124,6 +133,11 @@ class WorkerMetrics:
             method = decision.method.value if decision.method else "none"
             self.refunds_issued.labels(currency, method).inc()
             self.refunded_amount.labels(currency).inc(float(decision.amount.to_decimal()))
+
+    def record_credit_notes(self, results: Iterable[NoteResult]) -> None:
+        """Count committed credit-note outcomes (those dead-lettered under theirs too, as decisions do)."""
+        for result in results:
+            self.credit_notes.labels(result.outcome.value).inc()
 
 
 def _registry_with_process_metrics() -> CollectorRegistry:
