@@ -315,6 +315,7 @@ async def test_concurrent_batches_of_a_note_and_its_termination_give_one_refund(
         await first.begin()
         await second.begin()
         one, other = (first, second)
+        waiting: asyncio.Task[Any]
         if note_first:
             await apply_credit_note_batch(one, [note], now=NOW)
             waiting = asyncio.create_task(
