@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.topics import Topic
 
-PREFILLED_TABLES = ("inbox", "terminations", "credit_notes", "outbox", "expiry_timers")
+PREFILLED_TABLES = (
+    "inbox",
+    "terminations",
+    "credit_notes",
+    "outbox",
+    "expiry_timers",
+    "invoice_credit_notes",
+)
 ADJUSTMENT_TABLES = ("refunds", "account_balances", "adjustments", "transactions")
 """What a batch of adjustments looks up (refunds after terminations: each refund's subscription)."""
 
@@ -81,6 +88,13 @@ _STATEMENTS = {
         refunded_minor, updated_at)
     SELECT 'prefill-res-' || i % 7, 'prefill-acc-' || i % 20000, 'prefill-txn-' || i, 'SGD', 1000, 100,
         now()
+    FROM generate_series(1, :rows) AS i
+    """,
+    "invoice_credit_notes": """
+    INSERT INTO invoice_credit_notes (credit_note_id, reseller_id, account_id, subscription_id, currency,
+        amount_minor, number, issued_at, ce_id)
+    SELECT 'prefill-inv-' || i, 'prefill-res-' || i % 7, 'prefill-acc-' || i % 20000, 'prefill-sub-' || i,
+        'SGD', 100, 'INV/' || i, now(), 'prefill-inv-' || i
     FROM generate_series(1, :rows) AS i
     """,
 }

@@ -132,11 +132,11 @@ TOPICS = MappingProxyType(
 NOT_YET_SERVED: frozenset[Topic] = frozenset(
     {
         *(Topic.MONEY_REFUND_REQUESTED, Topic.PAYMENT_REFUND_INSTRUCTED, Topic.PAYMENT_REFUND_SETTLED),
-        *(Topic.MONEY_REFUND_UPDATED, Topic.CREDIT_NOTE_ISSUED, Topic.REFUND_CONFLICT_DETECTED),
+        Topic.MONEY_REFUND_UPDATED,
     }
 )
 """Topics with a data model, a JSON Schema and an example, that the worker neither consumes nor
-publishes yet (sections 9 and 10: the rules exist, the use cases do not). INPUT_TOPICS and
+publishes yet (section 9: the rules exist, the use case does not). INPUT_TOPICS and
 OUTPUT_TOPICS leave them out: those are what the worker reads and writes (the topics it creates,
 the lag it reports, the AsyncAPI document). Wiring a topic's use case removes it from here."""
 

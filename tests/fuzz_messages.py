@@ -69,6 +69,12 @@ STRING_FIELDS: dict[Topic, dict[str, int]] = {
         "reseller_id": ID_MAX_LENGTH,
         "reason": REASON_MAX_LENGTH,
     },
+    Topic.CREDIT_NOTE_ISSUED: {
+        **{
+            name: ID_MAX_LENGTH for name in ("credit_note_id", "subscription_id", "account_id", "reseller_id")
+        },
+        "number": NAME_MAX_LENGTH,
+    },
 }
 REQUIRED: dict[Topic, list[str]] = {
     Topic.TERMINATION_REQUESTED: [
@@ -95,12 +101,22 @@ REQUIRED: dict[Topic, list[str]] = {
         "requested_at",
         "actor",
     ],
+    # subscription_id may be null: a wrong type or a missing field of it could still be valid
+    Topic.CREDIT_NOTE_ISSUED: [
+        "credit_note_id",
+        "account_id",
+        "reseller_id",
+        "amount",
+        "issued_at",
+        "number",
+    ],
 }
 TIMESTAMP_FIELD = {
     Topic.TERMINATION_REQUESTED: "requested_at",
     Topic.SUBSCRIPTION_EXPIRED: "expired_at",
     Topic.SUBSCRIPTION_RENEWED: "renewed_at",
     Topic.BALANCE_ADJUSTMENT_REQUESTED: "requested_at",
+    Topic.CREDIT_NOTE_ISSUED: "issued_at",
 }
 BAD_TIMESTAMPS = [
     "0001-01-01T00:00:00Z",
@@ -265,11 +281,26 @@ class Generator:
             data["reverses"] = self.identifier("adj")
         return data
 
+    def credit_note_data(self) -> dict[str, Any]:
+        currency, digits = self.rng.choice(list(CURRENCIES.items()))
+        return {
+            "credit_note_id": self.identifier("cn"),
+            "reseller_id": self.identifier("res"),
+            "account_id": self.identifier("acc"),
+            "subscription_id": self.identifier("sub"),
+            "amount": self.money(digits),
+            "currency": currency,
+            "issued_at": self.timestamp(date(2000, 1, 1) + timedelta(days=self.rng.randrange(0, 20 * 365))),
+            "number": self.text(NAME_MAX_LENGTH),
+        }
+
     def data_for(self, topic: Topic) -> dict[str, Any]:
         if topic is Topic.TERMINATION_REQUESTED:
             return self.termination_data()
         if topic is Topic.BALANCE_ADJUSTMENT_REQUESTED:
             return self.adjustment_data()
+        if topic is Topic.CREDIT_NOTE_ISSUED:
+            return self.credit_note_data()
         return self.expiry_data(topic)
 
     def headers(self, topic: Topic, ce_id: str) -> list[Header]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,20 @@ from schemas.topics import Topic
 from worker.adjustments.service import adjustment_applier
 from worker.config.security import database_connect_args, kafka_client_options, kafka_security
 from worker.config.settings import Settings
+from worker.credit_notes.service import credit_note_applier
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
 from worker.engine.clock import utc_now
 from worker.engine.observer import ObserverGroup
 from worker.engine.outage import RetryPolicy
 from worker.engine.outbox import OutboxRelay
-from worker.engine.parsing import adjustment_command, expiry_command, renewal_command, termination_command
+from worker.engine.parsing import (
+    adjustment_command,
+    credit_note_command,
+    expiry_command,
+    renewal_command,
+    termination_command,
+)
 from worker.engine.pipeline import BatchPipeline
 from worker.engine.runtime import ProducerSender, create_engine, create_producer, release_engine
 from worker.engine.startup import broker_connected, database_at_head
@@ -86,16 +94,21 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     retry = RetryPolicy(
         unexpected_attempts=settings.retry_attempts, backoff_seconds=settings.retry_backoff_seconds
     )
-    terminations = BatchPipeline(
+    # Every input's pipeline shares the engine, the producer, the group, the retry policy and the
+    # observer; they differ in how a record is read, applied, and what wakes after a commit.
+    pipeline = functools.partial(
+        BatchPipeline,
         engine=engine,
-        parse=termination_command,
-        apply=termination_applier(
-            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
-        ),
         send_all=send_all,
         consumer_group=settings.consumer_group,
         retry=retry,
         observer=observer,
+    )
+    terminations = pipeline(
+        parse=termination_command,
+        apply=termination_applier(
+            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
+        ),
         after_commit=relay.wake,
     )
     # The timers fire on what the group has read of subscription-renewed (docs/expiry.md).
@@ -113,34 +126,24 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         clock=clock,
         probe=read_probe,
     )
-    expired = BatchPipeline(
-        engine=engine,
+    expired = pipeline(
         parse=expiry_command,
         apply=expiry_applier(GracePeriod(settings.expiry_grace_days), clock=clock),
-        send_all=send_all,
-        consumer_group=settings.consumer_group,
-        retry=retry,
-        observer=observer,
         after_commit=timers.wake,  # an expiry past its deadline fires once the renewals are read to it
     )
-    renewed = BatchPipeline(
-        engine=engine,
+    renewed = pipeline(
         parse=renewal_command,
         apply=renewal_applier(clock=clock),
-        send_all=send_all,
-        consumer_group=settings.consumer_group,
-        retry=retry,
-        observer=observer,
         after_commit=timers.wake,  # the renewals read so far may let due timers fire
     )
-    adjustments = BatchPipeline(
-        engine=engine,
+    adjustments = pipeline(
         parse=adjustment_command,
         apply=adjustment_applier(metrics.record_adjustments, clock=clock),
-        send_all=send_all,
-        consumer_group=settings.consumer_group,
-        retry=retry,
-        observer=observer,
+        after_commit=relay.wake,
+    )
+    invoice_notes = pipeline(
+        parse=credit_note_command,
+        apply=credit_note_applier(metrics.record_credit_notes, clock=clock),
         after_commit=relay.wake,
     )
     broker = KafkaBroker(
@@ -155,6 +158,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         Topic.SUBSCRIPTION_EXPIRED: expired,
         Topic.SUBSCRIPTION_RENEWED: renewed,
         Topic.BALANCE_ADJUSTMENT_REQUESTED: adjustments,
+        Topic.CREDIT_NOTE_ISSUED: invoice_notes,
     }
     subscribe_inputs(broker, inputs, consumer_options(settings, services))
     declare_outputs(broker)

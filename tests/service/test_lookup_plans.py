@@ -36,7 +36,15 @@ from worker.engine.runtime import create_engine
 # thousand rows on, custom plans go back to probes by themselves; LOOKUP_PLAN_ROWS=1000000
 # checks the size of issue 13 (bench/throughput.py --prefill measures the cost there).
 ROWS = int(os.environ.get("LOOKUP_PLAN_ROWS", "60000"))
-LOOKED_UP = ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox", *ADJUSTMENT_TABLES)
+LOOKED_UP = (
+    "inbox",
+    "terminations",
+    "credit_notes",
+    "expiry_timers",
+    "outbox",
+    "invoice_credit_notes",
+    *ADJUSTMENT_TABLES,
+)
 BATCH = 500
 
 pytestmark = pytest.mark.slow
@@ -124,7 +132,7 @@ def _with_credit_note(message: tuple[str, bytes, bytes], index: int) -> tuple[st
 
 def test_batch_issues_each_look_up(batch_statements: list[Statement]) -> None:
     texts = " ".join(statement.sql for statement in batch_statements)
-    for table in ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox"):
+    for table in ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox", "invoice_credit_notes"):
         assert f"JOIN {table} ON" in texts or f"UPDATE {table}" in texts or f"FROM {table}" in texts, table
 
 

@@ -22,6 +22,7 @@ from worker.domain.credit_note_guard import (
 from worker.domain.errors import ConflictingCreditNote
 from worker.domain.money import Currency, Money
 from worker.domain.never_twice import History, Rejection, RejectionCode
+from worker.domain.ownership import AccountMismatch
 from worker.domain.policy import CreditNoteChoice, Cycle, RefundDecision, RefundMethod, Rule, TerminationTerms
 
 SGD = Currency.of("SGD")
@@ -100,6 +101,12 @@ def test_the_same_note_again_changes_nothing_and_another_with_its_id_is_an_error
 
 
 # --- auto-linking ---------------------------------------------------------------------------------
+
+
+def test_a_termination_from_another_account_is_refused_before_its_notes_are_linked() -> None:
+    mismatch = AccountMismatch(SUB, "acc-other", "acc-1002")
+    decision = guard_termination(SUB, terms(), ledger_with(note()), History(account_mismatch=mismatch))
+    assert rejected(decision)[0] is RejectionCode.ACCOUNT_MISMATCH
 
 
 def test_the_subscriptions_unused_notes_are_the_refund_never_credits() -> None:

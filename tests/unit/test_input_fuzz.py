@@ -23,7 +23,13 @@ from worker.dlq.recoverer import EXCEPTION_MESSAGE, dead_letter, fit_for_broker,
 from worker.domain.money import Currency, Money
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import FailureKind, classify, failure_reason
-from worker.engine.parsing import adjustment_command, expiry_command, renewal_command, termination_command
+from worker.engine.parsing import (
+    adjustment_command,
+    credit_note_command,
+    expiry_command,
+    renewal_command,
+    termination_command,
+)
 from worker.engine.records import Headers, InboundRecord
 from worker.entrypoints.cli import app
 from worker.entrypoints.quote import quote, quote_input
@@ -37,6 +43,7 @@ PARSERS: dict[Topic, Callable[[InboundRecord], Any]] = {
     Topic.SUBSCRIPTION_EXPIRED: expiry_command,
     Topic.SUBSCRIPTION_RENEWED: renewal_command,
     Topic.BALANCE_ADJUSTMENT_REQUESTED: adjustment_command,
+    Topic.CREDIT_NOTE_ISSUED: credit_note_command,
 }
 POLICY = RefundPolicy(window_days=14)
 
@@ -56,6 +63,17 @@ def assert_read_right(command: Any, case: Case) -> None:
     assert data is not None
     if case.message.topic is Topic.BALANCE_ADJUSTMENT_REQUESTED:
         assert_adjustment_read_right(command.request, case.ce_id, data)
+        return
+    if case.message.topic is Topic.CREDIT_NOTE_ISSUED:
+        note = command.note
+        assert (command.ce_id, note.credit_note_id, note.subscription_id, note.number) == (
+            case.ce_id,
+            data["credit_note_id"],
+            data["subscription_id"],
+            data["number"],
+        )
+        assert note.amount == Money.parse(data["amount"], Currency.of(data["currency"]))
+        assert note.issued_at == datetime.fromisoformat(data["issued_at"])
         return
     ids = (command.subscription_id, command.account_id, command.reseller_id)
     assert ids == (data["subscription_id"], data["account_id"], data["reseller_id"])

@@ -161,7 +161,10 @@ def guard_termination(
     history: History,
     policy: RefundPolicy = DEFAULT_POLICY,
 ) -> GuardedDecision:
-    """The termination's decision with the invoice app's notes in view (then the never-twice rules)."""
+    """The termination's decision with the invoice app's notes in view (then the never-twice rules).
+    The account comes before any other rule (contract section 7): a mismatch is never linked."""
+    if history.account_mismatch is not None:
+        return judge_request(terms, history, policy)
     if history.subscription_terminated or subscription_id in ledger.terminated:
         return judge_request(terms, replace(history, subscription_terminated=True), policy)
     chosen = terms.credit_note

@@ -61,6 +61,13 @@ class ConcurrentWrite(Exception):
     started meanwhile): contention, so the batch is retried and then sees it."""
 
 
+class CreditNoteRedefined(PoisonMessage):
+    """A credit note from the invoice app whose id was recorded before with another amount, currency
+    or subscription (worker.domain.credit_note_guard): it can never succeed."""
+
+    reason = "credit_note_redefined"
+
+
 class SchemaNotAtHead(Exception):
     """At start-up: the database's schema is behind this release's head (or absent). An outage:
     the worker consumes nothing until `refund-worker migrate` (or another worker) has run."""

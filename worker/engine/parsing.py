@@ -6,12 +6,14 @@ import hashlib
 from typing import TypeVar
 
 from schemas.adjustments import BalanceAdjustmentRequested
+from schemas.credit_notes import CreditNoteIssued
 from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
 from schemas.topics import Topic
 from worker.adjustments.commands import AdjustmentCommand, adjustment_request
+from worker.credit_notes.commands import CreditNoteCommand
 from worker.engine.records import InboundRecord
-from worker.engine.wire_to_domain import termination_terms
+from worker.engine.wire_to_domain import invoice_note, termination_terms
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
 from worker.terminations.commands import TerminationCommand
 
@@ -83,6 +85,17 @@ def adjustment_command(record: InboundRecord) -> AdjustmentCommand:
     return AdjustmentCommand(
         request=adjustment_request(ce_id, requested),
         payload_sha256=payload_digest(requested),
+        partition=record.partition,
+        offset=record.offset,
+    )
+
+
+def credit_note_command(record: InboundRecord) -> CreditNoteCommand:
+    ce_id, issued = _read(record, Topic.CREDIT_NOTE_ISSUED, CreditNoteIssued)
+    return CreditNoteCommand(
+        ce_id=ce_id,
+        payload_sha256=payload_digest(issued),
+        note=invoice_note(issued),
         partition=record.partition,
         offset=record.offset,
     )

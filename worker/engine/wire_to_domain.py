@@ -7,7 +7,9 @@ DomainError is poison like any invalid message (worker/engine/failures.py).
 
 from __future__ import annotations
 
+from schemas.credit_notes import CreditNoteIssued
 from schemas.inputs import CreditNoteRequest, TerminationRequested
+from worker.domain.credit_note_guard import InvoiceNote
 from worker.domain.money import Currency, Money
 from worker.domain.policy import CreditNoteChoice, Cycle, TerminationTerms
 
@@ -30,3 +32,16 @@ def _credit_note_choice(note: CreditNoteRequest | None, currency: Currency) -> C
     if note is None:
         return None
     return CreditNoteChoice(note.credit_note_id, Money.parse(note.amount, currency))
+
+
+def invoice_note(issued: CreditNoteIssued) -> InvoiceNote:
+    """A credit note from the invoice app as the double-refund guard sees it."""
+    return InvoiceNote(
+        credit_note_id=issued.credit_note_id,
+        reseller_id=issued.reseller_id,
+        account_id=issued.account_id,
+        subscription_id=issued.subscription_id,
+        amount=Money.parse(issued.amount, Currency.of(issued.currency)),
+        issued_at=issued.issued_at,
+        number=issued.number,
+    )

@@ -1,10 +1,10 @@
 """The input topics, read by ONE batch subscriber; each topic's records go to that topic's pipeline.
 
 One consumer per worker for all of termination-requested, subscription-expired,
-subscription-renewed and balance-adjustment-requested, rather than one per topic, so that a worker
-is a single member of its consumer group: each extra member makes every (re)start and rebalance
-slower, and the embedded broker (Tansu) could leave a restarted multi-member worker stuck in
-SyncGroup for minutes.
+subscription-renewed, balance-adjustment-requested and credit-note-issued, rather than one per
+topic, so that a worker is a single member of its consumer group: each extra member makes every
+(re)start and rebalance slower, and the embedded broker (Tansu) could leave a restarted
+multi-member worker stuck in SyncGroup for minutes.
 
 Every topic keeps the same rules: its records are parsed, applied in one transaction, poison
 dead-lettered, by its own pipeline (worker.engine.pipeline); the offsets of the whole batch are committed
@@ -36,6 +36,10 @@ DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
         Topic.SUBSCRIPTION_RENEWED: "Renewals: one inside an expiry's grace period cancels its timer.",
         Topic.BALANCE_ADJUSTMENT_REQUESTED: (
             "Operator adjustments of an account's credits: applied or rejected once, in order per account."
+        ),
+        Topic.CREDIT_NOTE_ISSUED: (
+            "Credit notes from the invoice app: a later termination's refund is them, or, after an "
+            "automatic refund as credits, a conflict is reported."
         ),
     }
 )

@@ -28,6 +28,10 @@ WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
             "An operator's adjustment was applied; balance_version is credits-updated's counter."
         ),
         Topic.ADJUSTMENT_REJECTED: "A well-formed adjustment request that the rules refuse: nothing changed.",
+        Topic.REFUND_CONFLICT_DETECTED: (
+            "A credit note from the invoice app for a subscription already refunded as account credit, "
+            "once per note: finance reverses one of the two."
+        ),
     }
 )
 

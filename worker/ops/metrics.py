@@ -25,6 +25,7 @@ from prometheus_client import (
 from schemas.topics import INPUT_TOPICS
 from worker.adjustments.commands import AdjustmentResult
 from worker.adjustments.commands import Outcome as AdjustmentOutcome
+from worker.credit_notes.commands import NoteOutcome, NoteResult
 from worker.domain.account_facts import AdjustmentKind
 from worker.domain.adjustment_requests import RefusalCode, Refused
 from worker.engine.failures import FailureKind
@@ -45,6 +46,7 @@ DEAD_LETTER_REASONS = (
     "domain_refused",
     "idempotency_conflict",
     "account_mismatch",
+    "credit_note_redefined",
     "retries_exhausted",
     "poison",
     "unexpected",
@@ -95,6 +97,12 @@ class WorkerMetrics:
             ["reason_code"],
             registry=r,
         )
+        self.credit_notes = Counter(
+            f"{PREFIX}_invoice_credit_notes",
+            "Credit notes from the invoice app handled, by outcome (refund_conflict: reported to finance).",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             f"{PREFIX}_batch_seconds",
             "Time to handle one batch: parse, decide and commit, dead-letter.",
@@ -123,6 +131,8 @@ class WorkerMetrics:
                 self.adjustments.labels(adjustment_kind.value, adjusted.value)
         for code in RefusalCode:
             self.adjustments_rejected.labels(code.value)
+        for note_outcome in NoteOutcome:
+            self.credit_notes.labels(note_outcome.value)
 
     def faststream_middleware(self) -> KafkaPrometheusMiddleware:
         """FastStream's own consume/publish metrics (refund_worker_received_messages_total, ...)."""
@@ -151,6 +161,11 @@ class WorkerMetrics:
             self.adjustments.labels(result.command.request.kind.value, result.outcome.value).inc()
             if isinstance(result.decision, Refused):
                 self.adjustments_rejected.labels(result.decision.code.value).inc()
+
+    def record_credit_notes(self, results: Iterable[NoteResult]) -> None:
+        """Count committed credit-note outcomes (those dead-lettered under theirs too, as decisions do)."""
+        for result in results:
+            self.credit_notes.labels(result.outcome.value).inc()
 
 
 def _registry_with_process_metrics() -> CollectorRegistry:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from worker.domain.never_twice import (
-    Rejection,
-)
+from worker.domain.credit_note_guard import InvoiceNote
+from worker.domain.never_twice import Rejection
 from worker.domain.policy import RefundDecision, TerminationTerms
 
 
@@ -41,3 +40,5 @@ class CommandResult:
     outcome: Outcome
     decision: RefundDecision | None = None
     rejection: Rejection | None = None
+    linked: tuple[InvoiceNote, ...] = ()
+    """The invoice app's notes the refund is, linked automatically, oldest first (contract section 10)."""

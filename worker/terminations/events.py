@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from schemas import enums as wire
 from schemas.outputs import (
     IssuedCreditNote,
+    LinkedCreditNote,
     RefundIssued,
     SubscriptionTerminated,
     TerminationCause,
     TerminationRejected,
 )
+from worker.domain.credit_note_guard import InvoiceNote
 from worker.domain.never_twice import Rejection, RejectionCode
 from worker.domain.policy import NoRefundReason, RefundDecision, RefundMethod, Rule
 from worker.engine.outbox import OutboxEvent, derived_id
@@ -24,7 +27,9 @@ def refund_event(
     refund_id: str,
     note: IssuedCreditNote,
     now: datetime,
+    linked: Sequence[InvoiceNote] = (),
 ) -> OutboxEvent:
+    """`linked`: the invoice app's notes the refund is, linked automatically (contract section 10)."""
     if decision.method is None or decision.rule is None:
         raise ValueError("a refund without a method or rule cannot be issued")  # decide_refund never does
     data = RefundIssued(
@@ -42,6 +47,13 @@ def refund_event(
         policy_amount=str(decision.policy_amount),
         credit_note=note,
         issued_at=now,
+        auto_linked=bool(linked),
+        credit_notes=tuple(
+            LinkedCreditNote(
+                credit_note_id=n.credit_note_id, number=n.number, amount=str(n.amount), issued_at=n.issued_at
+            )
+            for n in linked
+        ),
     )
     return OutboxEvent.of(derived_id(command.reseller_id, command.request_id, "refund-issued"), data, now)
 

@@ -8,14 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from schemas.outputs import (
-    CreditsCause,
-    CreditsUpdated,
-    IssuedCreditNote,
-    TerminationCause,
-)
+from schemas.outputs import CreditsCause, CreditsUpdated, IssuedCreditNote, TerminationCause
 from worker.db.bulk import ResellerKey
 from worker.domain.balance import BalanceCursor
+from worker.domain.credit_note_guard import InvoiceNote
 from worker.domain.money import Money
 from worker.domain.never_twice import (
     OWN_CREDIT_NOTES_INCLUDE_TAX,
@@ -39,6 +35,7 @@ class BatchRows:
     refunds: list[dict[str, Any]] = field(default_factory=list)
     credit_notes: list[dict[str, Any]] = field(default_factory=list)
     ledger: list[dict[str, Any]] = field(default_factory=list)
+    used_invoice_notes: list[dict[str, str]] = field(default_factory=list)  # store.mark_invoice_notes_used
     events: list[OutboxEvent] = field(default_factory=list)
     accepted: list[tuple[TerminationCommand, RefundDecision]] = field(default_factory=list)
 
@@ -102,12 +99,17 @@ def credits_per_account(
     return changes
 
 
+def refund_id_of(command: TerminationCommand) -> str:
+    return derived_id(command.reseller_id, command.request_id, "refund")
+
+
 def record_termination(
     batch: BatchRows,
     command: TerminationCommand,
     decision: RefundDecision,
     numbers: Mapping[RequestKey, int],
     balances: Mapping[AccountKey, BalanceCursor],
+    linked: Sequence[InvoiceNote] = (),
 ) -> None:
     now = batch.now
     currency = decision.amount.currency.code
@@ -128,7 +130,7 @@ def record_termination(
         }
     )
     if decision.refundable:
-        _record_refund(batch, command, decision, numbers, balances)
+        _record_refund(batch, command, decision, numbers, balances, linked)
     batch.events.append(terminated_event(command, decision, now))
 
 
@@ -138,26 +140,35 @@ def _record_refund(
     decision: RefundDecision,
     numbers: Mapping[RequestKey, int],
     balances: Mapping[AccountKey, BalanceCursor],
+    linked: Sequence[InvoiceNote],
 ) -> None:
     now = batch.now
-    refund_id = derived_id(command.reseller_id, command.request_id, "refund")
+    refund_id = refund_id_of(command)
     note = _credit_note(command, decision, numbers, now)
     currency = decision.amount.currency.code
-    batch.credit_notes.append(
-        {
-            "credit_note_id": note.credit_note_id,
-            "reseller_id": command.reseller_id,
-            "number": note.number,
-            "issued_by_worker": note.number is not None,
-            "refund_id": refund_id,
-            "currency": currency,
-            "amount_minor": decision.amount.minor,
-            "issued_at": now,
-            "display_number": note.display_number,
-            "reason": note.reason,
-            "amounts_include_tax": note.amounts_include_tax,
-        }
-    )
+    backing = [(n.credit_note_id, n.amount.minor, n.issued_at) for n in linked] or [
+        (note.credit_note_id, decision.amount.minor, now)
+    ]
+    for credit_note_id, amount_minor, issued_at in backing:  # each note backs this refund only
+        batch.credit_notes.append(
+            {
+                "credit_note_id": credit_note_id,
+                "reseller_id": command.reseller_id,
+                "number": note.number,
+                "issued_by_worker": note.number is not None,
+                "refund_id": refund_id,
+                "currency": currency,
+                "amount_minor": amount_minor,
+                "issued_at": issued_at,
+                "display_number": note.display_number,
+                "reason": note.reason,
+                "amounts_include_tax": note.amounts_include_tax,
+            }
+        )
+        if note.number is None:  # an operator's or the invoice app's note: recorded as used if known
+            batch.used_invoice_notes.append(
+                {"reseller_id": command.reseller_id, "credit_note_id": credit_note_id, "refund_id": refund_id}
+            )
     batch.refunds.append(
         {
             "refund_id": refund_id,
@@ -176,7 +187,7 @@ def _record_refund(
             "issued_at": now,
         }
     )
-    batch.events.append(refund_event(command, decision, refund_id, note, now))
+    batch.events.append(refund_event(command, decision, refund_id, note, now, linked))
     if decision.credits_account:
         balance, version = balances[account_key(command, currency)].apply(decision.amount.minor)
         _record_credit(batch, command, decision.amount, refund_id, balance, version)

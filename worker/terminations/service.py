@@ -20,11 +20,16 @@ from worker.db.inbox import (
     subscription_owners,
     terminated_subscriptions,
 )
-from worker.domain.never_twice import (
-    History,
-    Rejection,
-    judge_request,
+from worker.db.invoice_notes import known_invoice_notes, lock_guarded_subscriptions, unused_invoice_notes
+from worker.domain.credit_note_guard import (
+    AutoLinked,
+    GuardedDecision,
+    NoteFacts,
+    NoteLedger,
+    guard_termination,
 )
+from worker.domain.credit_note_guard import record_termination as note_ledger_after
+from worker.domain.never_twice import History, Rejection
 from worker.domain.ownership import account_mismatch
 from worker.domain.policy import RefundPolicy
 from worker.engine.clock import utc_now
@@ -39,11 +44,13 @@ from worker.terminations.plan import (
     own_note_numbers,
     own_notes_per_reseller,
     record_termination,
+    refund_id_of,
 )
 from worker.terminations.store import (
     add_to_balances,
     cancel_pending_timers,
     insert_all,
+    mark_invoice_notes_used,
     next_credit_note_numbers,
     used_credit_notes,
 )
@@ -63,14 +70,21 @@ async def apply_termination_batch(
     """Decide and store every command, in order; returns one result per command, in order."""
     topic = Topic.TERMINATION_REQUESTED.value
     subscriptions = {_subscription(c) for c in commands}
+    # First, so that every look-up below sees a credit note of these subscriptions that committed
+    # while this batch waited (worker/db/invoice_notes.py says why).
+    await lock_guarded_subscriptions(conn, subscriptions)
     seen = await inbox_tracking(conn, topic, {_request(c) for c in commands})
     owners = await subscription_owners(conn, subscriptions)
     terminated = await terminated_subscriptions(conn, subscriptions)
-    used_notes = await used_credit_notes(conn, chosen_notes(commands))
+    named = chosen_notes(commands)
+    used_notes = await used_credit_notes(conn, named)
+    notes = await unused_invoice_notes(conn, subscriptions) | await known_invoice_notes(conn, named)
+    ledgers = _ledgers(notes)
 
     batch = BatchRows(now=now)
     for command in commands:
-        result = _judge(command, seen, _Known(owners, terminated, used_notes), policy)
+        ledger = ledgers.get(command.reseller_id) or NoteLedger(command.reseller_id)
+        result, verdict = _judge(command, seen, _Known(owners, terminated, used_notes), ledger, policy)
         batch.results.append(result)
         if result.outcome in (Outcome.DUPLICATE, Outcome.CONFLICT):
             continue
@@ -86,11 +100,14 @@ async def apply_termination_batch(
                 command.offset,
             )
         )
-        if result.decision is not None:
+        if result.decision is not None and verdict is not None:
             terminated.add(_subscription(command))
             owners[_subscription(command)] = command.account_id
             if result.decision.credit_note is not None:
                 used_notes.add((command.reseller_id, result.decision.credit_note.credit_note_id))
+            ledgers[command.reseller_id] = note_ledger_after(
+                ledger, command.subscription_id, refund_id_of(command), verdict
+            )
             batch.accepted.append((command, result.decision))
 
     first_numbers = await next_credit_note_numbers(conn, own_notes_per_reseller(batch.accepted))
@@ -101,7 +118,7 @@ async def apply_termination_batch(
         if result.rejection is not None:
             batch.events.append(rejected_event(result.command, result.rejection, now))
         elif result.decision is not None:
-            record_termination(batch, result.command, result.decision, numbers, balances)
+            record_termination(batch, result.command, result.decision, numbers, balances, result.linked)
     # A request cancels the subscription's pending expiry timer (contract section 3). Before the
     # inserts, so that this batch and the timer loop lock the timer row, then the termination,
     # in the same order (worker/expiry/firing.py).
@@ -109,6 +126,7 @@ async def apply_termination_batch(
         conn, [(row["reseller_id"], row["subscription_id"]) for row in batch.terminations], now
     )
     await insert_all(conn, batch)
+    await mark_invoice_notes_used(conn, batch.used_invoice_notes, now)
     return batch.results
 
 
@@ -129,12 +147,20 @@ def _request(command: TerminationCommand) -> ResellerKey:
     return (command.reseller_id, command.request_id)
 
 
+def _ledgers(notes: dict[ResellerKey, NoteFacts]) -> dict[str, NoteLedger]:
+    """The invoice app's notes the batch may use, one ledger per reseller."""
+    by_reseller: dict[str, dict[str, NoteFacts]] = {}
+    for (reseller, note_id), facts in notes.items():
+        by_reseller.setdefault(reseller, {})[note_id] = facts
+    return {reseller: NoteLedger(reseller, notes=facts) for reseller, facts in by_reseller.items()}
+
+
 def _judge(
-    command: TerminationCommand, seen: InboxTracking, known: _Known, policy: RefundPolicy
-) -> CommandResult:
+    command: TerminationCommand, seen: InboxTracking, known: _Known, ledger: NoteLedger, policy: RefundPolicy
+) -> tuple[CommandResult, GuardedDecision | None]:
     redelivery = seen.redelivery(_request(command), command.payload_sha256)
     if redelivery is not None:
-        return CommandResult(command, _REDELIVERY_OUTCOMES[redelivery])
+        return CommandResult(command, _REDELIVERY_OUTCOMES[redelivery]), None
     note = command.terms.credit_note
     subscription = _subscription(command)
     history = History(
@@ -144,10 +170,14 @@ def _judge(
             command.subscription_id, command.account_id, known.owners.get(subscription)
         ),
     )
-    verdict = judge_request(command.terms, history, policy)
+    verdict = guard_termination(command.subscription_id, command.terms, ledger, history, policy)
     if isinstance(verdict, Rejection):
-        return CommandResult(command, Outcome.REJECTED, rejection=verdict)
-    return CommandResult(command, Outcome.TERMINATED, decision=verdict)
+        return CommandResult(command, Outcome.REJECTED, rejection=verdict), verdict
+    if isinstance(verdict, AutoLinked):
+        return CommandResult(
+            command, Outcome.TERMINATED, decision=verdict.decision, linked=verdict.notes
+        ), verdict
+    return CommandResult(command, Outcome.TERMINATED, decision=verdict), verdict
 
 
 def termination_applier(

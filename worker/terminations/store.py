@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import BindParameter, Text, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.bulk import ResellerKey, copy_rows, key_arrays, wanted_keys
@@ -13,6 +15,7 @@ from worker.db.inbox import one_of_keys, probed
 from worker.db.schema.balances import balance_ledger
 from worker.db.schema.expiry import expiry_timers
 from worker.db.schema.inbox import inbox
+from worker.db.schema.invoice_notes import invoice_credit_notes
 from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.balance import BalanceCursor
@@ -124,4 +127,27 @@ async def cancel_pending_timers(
         .where(one_of_keys(t.reseller_id, t.subscription_id), t.state == BY_REQUEST.applies_to)
         .values(state=BY_REQUEST.state, cancelled_by=BY_REQUEST.cancelled_by, updated_at=now),
         key_arrays(subscriptions),
+    )
+
+
+async def mark_invoice_notes_used(conn: AsyncConnection, used: list[dict[str, str]], now: datetime) -> None:
+    """The invoice app's notes that now back a refund (linked or named) get its refund_id; by index
+    probes at any table size (one_of_keys), each row's refund read from the arrays. A note the worker
+    does not know (an operator's, never sent on credit-note-issued) matches no row."""
+    if not used:
+        return
+    ordered = sorted((row["reseller_id"], row["credit_note_id"], row["refund_id"]) for row in used)
+    n = invoice_credit_notes.c
+    array: Any = ARRAY(Text())
+    names = ("resellers", "ids", "refunds")
+    arrays: list[BindParameter[list[Any]]] = [bindparam(name, type_=array) for name in names]
+    given = func.unnest(*arrays).table_valued("reseller_id", "id", "refund_id", name="given").render_derived()
+    refund = select(given.c.refund_id).where(
+        given.c.reseller_id == n.reseller_id, given.c.id == n.credit_note_id
+    )
+    await conn.execute(
+        update(invoice_credit_notes)
+        .where(one_of_keys(n.reseller_id, n.credit_note_id))
+        .values(refund_id=refund.scalar_subquery(), used_at=now),
+        {name: [row[i] for row in ordered] for i, name in enumerate(names)},
     )

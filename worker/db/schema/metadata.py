@@ -19,7 +19,16 @@ metadata = MetaData(
     }
 )
 
-_TABLE_MODULES = ("inbox", "refunds", "balances", "adjustments", "outbox", "expiry", "dead_letters")
+_TABLE_MODULES = (
+    "inbox",
+    "refunds",
+    "balances",
+    "adjustments",
+    "outbox",
+    "expiry",
+    "dead_letters",
+    "invoice_notes",
+)
 
 
 def complete_metadata() -> MetaData:
