@@ -141,7 +141,11 @@ async def test_two_workers_keep_balances_and_versions_exact_across_partitions(
     messages = [message for account in accounts for message in _commands(account)]
     ids = {ce_id for a in accounts for ce_id in a.adjustment_ids | a.termination_ids}
     assert len(messages) == len(ids) >= 300
-    settings = worker_settings(kafka_bootstrap, database_url, kafka_group_settings, batch_max_records=50)
+    # A group of its own: the two members leaving must not hold up the next test's rejoin of the shared one.
+    group = unique("refund-worker-concurrency")
+    settings = worker_settings(
+        kafka_bootstrap, database_url, kafka_group_settings, batch_max_records=50, consumer_group=group
+    )
 
     async with OutputWatcher(kafka_bootstrap) as watcher, running_worker(settings), running_worker(settings):
         await publish(kafka_bootstrap, messages)
