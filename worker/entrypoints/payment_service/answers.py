@@ -60,13 +60,17 @@ def simulated_answer(
     instruction_id: str, method: MoneyRefundMethod, amount_minor: int
 ) -> SimulatedAnswer | None:
     """The answer to an instruction by the rule on its amount (in minor units); None: no answer, ever."""
-    ending = amount_minor % _ENDINGS
-    if ending == SILENT_ENDING:
+    if not is_answered(amount_minor):
         return None
-    if ending == FAILING_ENDING:
+    if amount_minor % _ENDINGS == FAILING_ENDING:
         return SimulatedAnswer(SettlementStatus.FAILED, _FAILURES[method])
     reference = uuid.uuid5(_SETTLEMENT_NAMESPACE, f"reference/{instruction_id}").hex[:8].upper()
     return SimulatedAnswer(SettlementStatus.SUCCEEDED, f"simulated gateway reference SIM-{reference}")
+
+
+def is_answered(amount_minor: int) -> bool:
+    """Whether the simulated service ever answers an instruction of this amount (minor units)."""
+    return amount_minor % _ENDINGS != SILENT_ENDING
 
 
 def settlement_id(instruction_id: str) -> str:
