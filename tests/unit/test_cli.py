@@ -52,6 +52,7 @@ def test_every_command_is_walked() -> None:
         "migrate",
         "asyncapi",
         "audit",
+        "payment-simulator",
         "dlq",
         "dlq list",
         "dlq show",

@@ -14,6 +14,7 @@ import typer
 from worker.dlq.cli import app as dlq_app
 from worker.entrypoints.cli_support import fail, settings_or_exit
 from worker.entrypoints.decide_commands import adjust, quote
+from worker.entrypoints.payment_service.command import payment_simulator
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 """Every command and subcommand takes -h as --help (subcommands inherit it from the app's context)."""
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.add_typer(dlq_app, name="dlq")
 app.command()(quote)
 app.command()(adjust)
+app.command("payment-simulator")(payment_simulator)
 
 
 def _print_version(asked: bool) -> None:
