@@ -50,26 +50,33 @@ async def assert_database_applied_each_once(database_url: str, requests: Request
                 .where(terminations.c.request_id.in_(request_ids))
             )
             assert terminated == len(requests)
-            owed: dict[str, int] = defaultdict(int)
+            owed: dict[tuple[str, str], int] = defaultdict(int)  # a balance is a reseller's account's
             for _, data in requests:
-                owed[data["account_id"]] += _minor(expected_refund(data))
-            for account in sorted(owed):
+                owed[(data["reseller_id"], data["account_id"])] += _minor(expected_refund(data))
+            for reseller, account in sorted(owed):
                 balance = (
                     await conn.execute(
-                        select(account_balances).where(account_balances.c.account_id == account)
+                        select(account_balances).where(
+                            account_balances.c.reseller_id == reseller,
+                            account_balances.c.account_id == account,
+                        )
                     )
                 ).one()
                 ledger = (
                     await conn.execute(
                         select(balance_ledger.c.balance_version, balance_ledger.c.delta_minor)
-                        .where(balance_ledger.c.account_id == account)
+                        .where(
+                            balance_ledger.c.reseller_id == reseller, balance_ledger.c.account_id == account
+                        )
                         .order_by(balance_ledger.c.balance_version)
                     )
                 ).all()
                 assert [version for version, _ in ledger] == list(range(1, len(ledger) + 1))
                 assert balance.balance_minor == sum(delta for _, delta in ledger)
                 assert balance.balance_version == len(ledger)
-                assert balance.balance_minor == owed[account], f"{account} credited a wrong amount"
+                assert balance.balance_minor == owed[(reseller, account)], (
+                    f"{account} credited a wrong amount"
+                )
             resellers = sorted({data["reseller_id"] for _, data in requests})
             for reseller in resellers:
                 numbers = list(
