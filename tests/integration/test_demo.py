@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from tests.integration.harness import running_worker, worker_settings
+from tests.integration.harness import running_worker, unique, worker_settings
 from worker.entrypoints.demo import run_demo
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,11 @@ async def test_demo_shows_the_seed_terminations_then_one_adjustment_of_each_kind
     kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int]
 ) -> None:
     console = Console(record=True, width=250)
-    async with running_worker(worker_settings(kafka_bootstrap, database_url, kafka_group_settings)):
+    # A group of its own: this worker leaving must not hold up the next test's rejoin of the shared one.
+    settings = worker_settings(
+        kafka_bootstrap, database_url, kafka_group_settings, consumer_group=unique("refund-worker-demo")
+    )
+    async with running_worker(settings):
         await run_demo(kafka_bootstrap, console, wait_seconds=90)
     text = console.export_text()
 
