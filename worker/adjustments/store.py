@@ -12,6 +12,7 @@ from sqlalchemy import exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.adjustments.plan import AccountKey, AdjustmentRows, EntryKey, TransactionKey
+from worker.db.balances import add_to_balances
 from worker.db.bulk import copy_rows, key_arrays, wanted_keys
 from worker.db.inbox import probed
 from worker.db.schema.adjustments import adjustments
@@ -150,42 +151,13 @@ async def known_transactions(
     }
 
 
-_ADD_TO_BALANCES = text("""
-    INSERT INTO account_balances AS b
-        (account_id, currency, reseller_id, balance_minor, balance_version, updated_at)
-    SELECT account, currency, reseller, delta, changes, :now
-    FROM unnest(
-        CAST(:accounts AS text[]), CAST(:currencies AS text[]), CAST(:resellers AS text[]),
-        CAST(:deltas AS bigint[]), CAST(:counts AS bigint[])
-    ) AS c(account, currency, reseller, delta, changes)
-    ON CONFLICT (reseller_id, account_id, currency) DO UPDATE SET
-        balance_minor = b.balance_minor + EXCLUDED.balance_minor,
-        balance_version = b.balance_version + EXCLUDED.balance_version,
-        updated_at = EXCLUDED.updated_at
-    RETURNING reseller_id, account_id, currency, balance_minor, balance_version
-""")
-
-
-async def add_to_balances(conn: AsyncConnection, rows: AdjustmentRows) -> None:
+async def add_balance_changes(conn: AsyncConnection, rows: AdjustmentRows) -> None:
     """Add each balance's deltas in one upsert, in key order. A balance that did not exist when the
     batch locked the others may have been started since by a concurrent writer (a termination's
     refund): then the versions the batch gave are taken, and the batch is retried (ConcurrentWrite)."""
-    changes = rows.balance_changes
-    if not changes:
-        return
-    keys = sorted(changes)
-    parameters = {
-        "accounts": [account for _, account, _ in keys],
-        "currencies": [currency for _, _, currency in keys],
-        "resellers": [reseller for reseller, _, _ in keys],
-        "deltas": [sum(changes[key]) for key in keys],
-        "counts": [len(changes[key]) for key in keys],
-        "now": rows.now,
-    }
-    for reseller, account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
-        deltas = changes[(reseller, account, currency)]
-        before = (balance - sum(deltas), version - len(deltas))
-        if before != rows.balances_before[(reseller, account, currency)]:
+    cursors = await add_to_balances(conn, rows.balance_changes, rows.now)
+    for (reseller, account, currency), cursor in cursors.items():
+        if (cursor.balance, cursor.version) != rows.balances_before[(reseller, account, currency)]:
             raise ConcurrentWrite(
                 f"the {currency} balance of account {account} changed while its adjustments were decided"
             )
@@ -208,7 +180,7 @@ async def set_transactions(
     conn: AsyncConnection, rows: Sequence[Mapping[str, object]], now: datetime
 ) -> None:
     """What each transaction's unreversed refunds took, after the batch (its account's balance is
-    locked, or checked by add_to_balances, so nothing else changed it meanwhile)."""
+    locked, or checked by add_balance_changes, so nothing else changed it meanwhile)."""
     if not rows:
         return
     columns = {
@@ -226,7 +198,7 @@ async def set_transactions(
 async def write_all(conn: AsyncConnection, rows: AdjustmentRows) -> None:
     """The balances first (their check may retry the batch), then the transactions, then one COPY
     per table."""
-    await add_to_balances(conn, rows)
+    await add_balance_changes(conn, rows)
     await set_transactions(conn, rows.transactions, rows.now)
     for table, copied in (
         (inbox, rows.inbox),

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.topics import Topic
+from worker.db.balances import add_to_balances
 from worker.db.bulk import ResellerKey
 from worker.db.inbox import (
     InboxTracking,
@@ -47,7 +48,6 @@ from worker.terminations.plan import (
     refund_id_of,
 )
 from worker.terminations.store import (
-    add_to_balances,
     cancel_pending_timers,
     insert_all,
     mark_invoice_notes_used,

@@ -18,9 +18,8 @@ from worker.db.schema.inbox import inbox
 from worker.db.schema.invoice_notes import invoice_credit_notes
 from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
-from worker.domain.balance import BalanceCursor
 from worker.domain.grace_period import BY_REQUEST
-from worker.terminations.plan import AccountKey, BatchRows
+from worker.terminations.plan import BatchRows
 
 
 async def used_credit_notes(conn: AsyncConnection, notes: set[ResellerKey]) -> set[ResellerKey]:
@@ -61,44 +60,6 @@ _RESERVE_NUMBERS = text("""
     ON CONFLICT (reseller_id) DO UPDATE SET last_number = s.last_number + EXCLUDED.last_number
     RETURNING reseller_id, last_number
 """)
-
-
-_ADD_TO_BALANCES = text("""
-    INSERT INTO account_balances AS b
-        (account_id, currency, reseller_id, balance_minor, balance_version, updated_at)
-    SELECT account, currency, reseller, delta, changes, :now
-    FROM unnest(
-        CAST(:accounts AS text[]), CAST(:currencies AS text[]), CAST(:resellers AS text[]),
-        CAST(:deltas AS bigint[]), CAST(:counts AS bigint[])
-    ) AS c(account, currency, reseller, delta, changes)
-    ON CONFLICT (reseller_id, account_id, currency) DO UPDATE SET
-        balance_minor = b.balance_minor + EXCLUDED.balance_minor,
-        balance_version = b.balance_version + EXCLUDED.balance_version,
-        updated_at = EXCLUDED.updated_at
-    RETURNING reseller_id, account_id, currency, balance_minor, balance_version
-""")
-
-
-async def add_to_balances(
-    conn: AsyncConnection, changes: Mapping[AccountKey, list[int]], now: datetime
-) -> dict[AccountKey, BalanceCursor]:
-    """Add each account's deltas in one upsert; returns a cursor at the balance before them."""
-    if not changes:
-        return {}
-    keys = sorted(changes)
-    parameters = {
-        "resellers": [reseller for reseller, _, _ in keys],
-        "accounts": [account for _, account, _ in keys],
-        "currencies": [currency for _, _, currency in keys],
-        "deltas": [sum(changes[key]) for key in keys],
-        "counts": [len(changes[key]) for key in keys],
-        "now": now,
-    }
-    cursors = {}
-    for reseller, account, currency, balance, version in await conn.execute(_ADD_TO_BALANCES, parameters):
-        deltas = changes[(reseller, account, currency)]
-        cursors[(reseller, account, currency)] = BalanceCursor(balance - sum(deltas), version - len(deltas))
-    return cursors
 
 
 async def insert_all(conn: AsyncConnection, batch: BatchRows) -> None:
