@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from schemas.money_refunds import MoneyRefundRequested, MoneyRefundStatus
-from tests.integration.harness import adjustment_data, money_refund_data, unique
+from schemas.money_refunds import MoneyRefundRequested, MoneyRefundStatus, PaymentRefundSettled
+from tests.integration.harness import adjustment_data, money_refund_data, settlement_data, unique
 from tests.service.adjustment_support import apply as apply_adjustments
 from tests.service.adjustment_support import command as adjustment
 from worker.db.schema.balances import balance_ledger
@@ -24,7 +24,10 @@ from worker.engine.parsing import payload_digest
 from worker.money_refunds.commands import (
     MoneyRefundCommand,
     MoneyRefundResult,
+    SettlementCommand,
+    SettlementResult,
     money_refund_request,
+    payment_settlement,
 )
 from worker.money_refunds.events import (
     CREDITED_BACK_KIND,
@@ -34,8 +37,10 @@ from worker.money_refunds.events import (
     updated_kind,
 )
 from worker.money_refunds.service import apply_money_refund_batch
+from worker.money_refunds.settlement_service import apply_settlement_batch
 
 NOW = datetime(2021, 5, 6, 2, 0, tzinfo=UTC)
+SETTLED = datetime(2021, 5, 7, 3, 30, tzinfo=UTC)
 TIMEOUT = SettlementTimeout(72)
 
 
@@ -46,11 +51,33 @@ def request(data: dict[str, Any], ce_id: str | None = None) -> MoneyRefundComman
     )
 
 
+def settlement(
+    data: dict[str, Any], ce_id: str | None = None, partition: int | None = None
+) -> SettlementCommand:
+    settled = PaymentRefundSettled.model_validate(data)
+    return SettlementCommand(
+        ce_id or unique("st"), payload_digest(settled), payment_settlement(settled), partition=partition
+    )
+
+
+def settlement_of(command: MoneyRefundCommand, status: str = "succeeded", **fields: Any) -> SettlementCommand:
+    """A settlement of the instruction `command` became."""
+    r = command.request
+    return settlement(settlement_data(r.instruction_id, r.account_id, r.reseller_id, status, **fields))
+
+
 async def instruct(
     engine: AsyncEngine, commands: Sequence[MoneyRefundCommand], now: datetime = NOW
 ) -> list[MoneyRefundResult]:
     async with engine.begin() as conn:
         return await apply_money_refund_batch(conn, commands, now=now, settle_within=TIMEOUT)
+
+
+async def settle(
+    engine: AsyncEngine, commands: Sequence[SettlementCommand], now: datetime = SETTLED
+) -> list[SettlementResult]:
+    async with engine.begin() as conn:
+        return await apply_settlement_batch(conn, commands, now=now)
 
 
 async def credit(engine: AsyncEngine, account: str, reseller: str, amount: str = "80.00") -> None:

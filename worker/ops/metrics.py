@@ -47,6 +47,8 @@ DEAD_LETTER_REASONS = (
     "idempotency_conflict",
     "account_mismatch",
     "credit_note_redefined",
+    "unknown_instruction",
+    "settlement_conflict",
     "retries_exhausted",
     "poison",
     "unexpected",
