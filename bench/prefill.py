@@ -25,6 +25,8 @@ PREFILLED_TABLES = (
 )
 ADJUSTMENT_TABLES = ("refunds", "account_balances", "adjustments", "transactions")
 """What a batch of adjustments looks up (refunds after terminations: each refund's subscription)."""
+MONEY_REFUND_TABLES = ("money_refund_instructions", "money_refund_payments")
+"""What a batch of money refund requests or settlements looks up (with account_balances)."""
 
 _STATEMENTS = {
     "inbox": """
@@ -95,6 +97,25 @@ _STATEMENTS = {
         amount_minor, number, issued_at, ce_id)
     SELECT 'prefill-inv-' || i, 'prefill-res-' || i % 7, 'prefill-acc-' || i % 20000, 'prefill-sub-' || i,
         'SGD', 100, 'INV/' || i, now(), 'prefill-inv-' || i
+    FROM generate_series(1, :rows) AS i
+    """,
+    # Odd ones open (due in 2100: the overdue report has nothing to do), even ones settled; every
+    # fourth debited the credits. Each takes 10.00 of its payment of 100.00.
+    "money_refund_instructions": """
+    INSERT INTO money_refund_instructions (reseller_id, instruction_id, request_id, account_id,
+        payment_id, method, currency, amount_minor, debited_minor, status, reason, requested_by,
+        requested_at, instructed_at, due_at, settled_at)
+    SELECT 'prefill-res-' || i % 7, 'prefill-ins-' || i, 'prefill-' || i, 'prefill-acc-' || i % 20000,
+        'prefill-pay-' || i, 'charge_back', 'SGD', 1000, CASE WHEN i % 4 = 1 THEN 1000 ELSE 0 END,
+        CASE WHEN i % 2 = 1 THEN 'instructed' ELSE 'succeeded' END, 'prefill', 'prefill', now(),
+        '2100-01-01', '2100-01-04', CASE WHEN i % 2 = 0 THEN now() END
+    FROM generate_series(1, :rows) AS i
+    """,
+    "money_refund_payments": """
+    INSERT INTO money_refund_payments (reseller_id, account_id, payment_id, currency, amount_minor,
+        taken_minor, updated_at)
+    SELECT 'prefill-res-' || i % 7, 'prefill-acc-' || i % 20000, 'prefill-pay-' || i, 'SGD', 10000, 1000,
+        now()
     FROM generate_series(1, :rows) AS i
     """,
 }

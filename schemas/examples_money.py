@@ -9,7 +9,7 @@ from schemas.examples_terminations import REFUND_ID, SUBSCRIPTION
 from schemas.topics import Topic
 
 MONEY_REQUEST_ID = "a4b5c6d7-e8f9-4a0b-8c1d-2e3f4a5b6c7d"
-INSTRUCTION_ID = "4be48109-7281-58d8-83ab-0a52d55085fc"
+INSTRUCTION_ID = "82f9874b-f994-5370-8ade-6b2bc7aba0ff"
 SETTLEMENT_ID = "e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b"
 NOTE_EVENT_ID = "inv-cn-7731-issued"
 MONEY_ACCOUNT = {"account_id": "acc-2001", "reseller_id": "res-b3"}
@@ -36,7 +36,7 @@ MONEY_EXAMPLES: tuple[tuple[Topic, Example], ...] = (
     example(
         Topic.PAYMENT_REFUND_INSTRUCTED,
         "The payment service is told to charge back 50.00 SGD of the payment",
-        "81626e8c-1fdd-505b-a20c-645f18a50439",
+        "1d8b3534-193d-5ca6-a5eb-e94036ee76a2",
         "2021-05-06T02:00:00.734021Z",
         {
             "instruction_id": INSTRUCTION_ID,
@@ -65,7 +65,7 @@ MONEY_EXAMPLES: tuple[tuple[Topic, Example], ...] = (
     example(
         Topic.MONEY_REFUND_UPDATED,
         "The charge back succeeded",
-        "d0e330c3-caca-52e5-8bbe-5210b923e654",
+        "d294ff93-98d4-55e1-ae5a-4098dad734ab",
         "2021-05-07T03:30:00.402117Z",
         {
             "instruction_id": INSTRUCTION_ID,

@@ -129,16 +129,11 @@ TOPICS = MappingProxyType(
 )
 """Every topic of the contract that has a data model here, by name."""
 
-NOT_YET_SERVED: frozenset[Topic] = frozenset(
-    {
-        *(Topic.MONEY_REFUND_REQUESTED, Topic.PAYMENT_REFUND_INSTRUCTED, Topic.PAYMENT_REFUND_SETTLED),
-        Topic.MONEY_REFUND_UPDATED,
-    }
-)
+NOT_YET_SERVED: frozenset[Topic] = frozenset()
 """Topics with a data model, a JSON Schema and an example, that the worker neither consumes nor
-publishes yet (section 9: the rules exist, the use case does not). INPUT_TOPICS and
-OUTPUT_TOPICS leave them out: those are what the worker reads and writes (the topics it creates,
-the lag it reports, the AsyncAPI document). Wiring a topic's use case removes it from here."""
+publishes yet: none now (sections 8 to 10 are served). INPUT_TOPICS and OUTPUT_TOPICS leave them
+out: those are what the worker reads and writes (the topics it creates, the lag it reports, the
+AsyncAPI document). A topic added before its use case goes here until the use case is wired."""
 
 INPUT_TOPICS: tuple[Topic, ...] = tuple(
     topic for topic, spec in TOPICS.items() if spec.is_input and topic not in NOT_YET_SERVED

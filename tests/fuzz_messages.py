@@ -75,6 +75,15 @@ STRING_FIELDS: dict[Topic, dict[str, int]] = {
         },
         "number": NAME_MAX_LENGTH,
     },
+    Topic.MONEY_REFUND_REQUESTED: {
+        "account_id": ID_MAX_LENGTH,
+        "reseller_id": ID_MAX_LENGTH,
+        "reason": REASON_MAX_LENGTH,
+    },
+    Topic.PAYMENT_REFUND_SETTLED: {
+        **{name: ID_MAX_LENGTH for name in ("instruction_id", "account_id", "reseller_id")},
+        "detail": NAME_MAX_LENGTH,
+    },
 }
 REQUIRED: dict[Topic, list[str]] = {
     Topic.TERMINATION_REQUESTED: [
@@ -110,6 +119,19 @@ REQUIRED: dict[Topic, list[str]] = {
         "issued_at",
         "number",
     ],
+    Topic.MONEY_REFUND_REQUESTED: [
+        "account_id",
+        "reseller_id",
+        "account_type",
+        "method",
+        "payment",
+        "amount",
+        "from_balance",
+        "reason",
+        "requested_at",
+        "actor",
+    ],
+    Topic.PAYMENT_REFUND_SETTLED: ["instruction_id", "reseller_id", "account_id", "status", "settled_at"],
 }
 TIMESTAMP_FIELD = {
     Topic.TERMINATION_REQUESTED: "requested_at",
@@ -117,6 +139,8 @@ TIMESTAMP_FIELD = {
     Topic.SUBSCRIPTION_RENEWED: "renewed_at",
     Topic.BALANCE_ADJUSTMENT_REQUESTED: "requested_at",
     Topic.CREDIT_NOTE_ISSUED: "issued_at",
+    Topic.MONEY_REFUND_REQUESTED: "requested_at",
+    Topic.PAYMENT_REFUND_SETTLED: "settled_at",
 }
 BAD_TIMESTAMPS = [
     "0001-01-01T00:00:00Z",
@@ -294,6 +318,42 @@ class Generator:
             "number": self.text(NAME_MAX_LENGTH),
         }
 
+    def money_refund_data(self) -> dict[str, Any]:
+        currency, digits = self.rng.choice(list(CURRENCIES.items()))
+        reseller = self.identifier("res")
+        return {
+            "account_id": self.identifier("acc"),
+            "reseller_id": reseller,
+            "account_type": self.rng.choice(["retail", "corporate"]),
+            "method": self.rng.choice(["charge_back", "cancel_payment"]),
+            "payment": {
+                "payment_id": self.identifier("pay"),
+                "amount": self.money(digits),
+                "currency": currency,
+            },
+            "amount": self.money(digits),
+            "from_balance": self.rng.random() < 0.5,
+            "reason": self.text(REASON_MAX_LENGTH),
+            "requested_at": self.timestamp(date(2021, 1, 1)),
+            "actor": {
+                "id": self.text(NAME_MAX_LENGTH),
+                "reseller_id": self.rng.choice([reseller, self.identifier("res")]),
+                "permissions": self.rng.choice([[], ["finance:manage"], ["*", "billing:read"]]),
+            },
+        }
+
+    def settlement_data(self) -> dict[str, Any]:
+        """A settlement for an instruction nobody gave: well-formed, and a dead letter once judged
+        (unknown_instruction), never poison."""
+        return {
+            "instruction_id": self.identifier("ins"),
+            "reseller_id": self.identifier("res"),
+            "account_id": self.identifier("acc"),
+            "status": self.rng.choice(["succeeded", "failed"]),
+            "detail": self.rng.choice([None, "", self.text(NAME_MAX_LENGTH)]),
+            "settled_at": self.timestamp(date(2021, 1, 1)),
+        }
+
     def data_for(self, topic: Topic) -> dict[str, Any]:
         if topic is Topic.TERMINATION_REQUESTED:
             return self.termination_data()
@@ -301,6 +361,10 @@ class Generator:
             return self.adjustment_data()
         if topic is Topic.CREDIT_NOTE_ISSUED:
             return self.credit_note_data()
+        if topic is Topic.MONEY_REFUND_REQUESTED:
+            return self.money_refund_data()
+        if topic is Topic.PAYMENT_REFUND_SETTLED:
+            return self.settlement_data()
         return self.expiry_data(topic)
 
     def headers(self, topic: Topic, ce_id: str) -> list[Header]:

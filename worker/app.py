@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
@@ -20,6 +19,7 @@ from worker.config.security import database_connect_args, kafka_client_options, 
 from worker.config.settings import Settings
 from worker.credit_notes.service import credit_note_applier
 from worker.domain.grace_period import GracePeriod
+from worker.domain.money_refund_facts import SettlementTimeout
 from worker.domain.policy import RefundPolicy
 from worker.engine.clock import utc_now
 from worker.engine.observer import ObserverGroup
@@ -29,7 +29,9 @@ from worker.engine.parsing import (
     adjustment_command,
     credit_note_command,
     expiry_command,
+    money_refund_command,
     renewal_command,
+    settlement_command,
     termination_command,
 )
 from worker.engine.pipeline import BatchPipeline
@@ -40,15 +42,14 @@ from worker.expiry.read_progress import ReadProbe
 from worker.expiry.service import expiry_applier, renewal_applier
 from worker.expiry.timers import ExpiryTimers
 from worker.handlers.batch import Processor
-from worker.handlers.inputs import subscribe_inputs
+from worker.handlers.inputs import consumer_options, subscribe_inputs
 from worker.handlers.outputs import declare_outputs
-from worker.infra.tansu import TANSU_GROUP_SETTINGS
+from worker.money_refunds.service import money_refund_applier
+from worker.money_refunds.settlement_service import settlement_applier
 from worker.ops.health import Routes, StartupProgress, http_routes
 from worker.ops.liveness import Liveness
 from worker.ops.metrics import WorkerMetrics
 from worker.terminations.service import termination_applier
-
-KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +105,6 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         retry=retry,
         observer=observer,
     )
-    terminations = pipeline(
-        parse=termination_command,
-        apply=termination_applier(
-            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
-        ),
-        after_commit=relay.wake,
-    )
     # The timers fire on what the group has read of subscription-renewed (docs/expiry.md).
     read_probe = ReadProbe(
         services.kafka_bootstrap_servers,
@@ -126,26 +120,6 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         clock=clock,
         probe=read_probe,
     )
-    expired = pipeline(
-        parse=expiry_command,
-        apply=expiry_applier(GracePeriod(settings.expiry_grace_days), clock=clock),
-        after_commit=timers.wake,  # an expiry past its deadline fires once the renewals are read to it
-    )
-    renewed = pipeline(
-        parse=renewal_command,
-        apply=renewal_applier(clock=clock),
-        after_commit=timers.wake,  # the renewals read so far may let due timers fire
-    )
-    adjustments = pipeline(
-        parse=adjustment_command,
-        apply=adjustment_applier(metrics.record_adjustments, clock=clock),
-        after_commit=relay.wake,
-    )
-    invoice_notes = pipeline(
-        parse=credit_note_command,
-        apply=credit_note_applier(metrics.record_credit_notes, clock=clock),
-        after_commit=relay.wake,
-    )
     broker = KafkaBroker(
         services.kafka_bootstrap_servers,
         client_id="refund-worker",
@@ -154,13 +128,51 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         middlewares=[metrics.faststream_middleware()],
     )
     inputs: dict[Topic, Processor] = {
-        Topic.TERMINATION_REQUESTED: terminations,
-        Topic.SUBSCRIPTION_EXPIRED: expired,
-        Topic.SUBSCRIPTION_RENEWED: renewed,
-        Topic.BALANCE_ADJUSTMENT_REQUESTED: adjustments,
-        Topic.CREDIT_NOTE_ISSUED: invoice_notes,
+        Topic.TERMINATION_REQUESTED: pipeline(
+            parse=termination_command,
+            apply=termination_applier(
+                RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
+            ),
+            after_commit=relay.wake,
+        ),
+        Topic.SUBSCRIPTION_EXPIRED: pipeline(
+            parse=expiry_command,
+            apply=expiry_applier(GracePeriod(settings.expiry_grace_days), clock=clock),
+            after_commit=timers.wake,  # an expiry past its deadline fires once the renewals are read to it
+        ),
+        Topic.SUBSCRIPTION_RENEWED: pipeline(
+            parse=renewal_command,
+            apply=renewal_applier(clock=clock),
+            after_commit=timers.wake,  # the renewals read so far may let due timers fire
+        ),
+        Topic.BALANCE_ADJUSTMENT_REQUESTED: pipeline(
+            parse=adjustment_command,
+            apply=adjustment_applier(metrics.record_adjustments, clock=clock),
+            after_commit=relay.wake,
+        ),
+        # Requests before settlements: a batch of both stores an instruction before its settlement is
+        # judged (worker/money_refunds/settlement_service.py).
+        Topic.MONEY_REFUND_REQUESTED: pipeline(
+            parse=money_refund_command,
+            apply=money_refund_applier(
+                SettlementTimeout(settings.money_refund_timeout_hours),
+                metrics.record_money_refunds,
+                clock=clock,
+            ),
+            after_commit=relay.wake,
+        ),
+        Topic.PAYMENT_REFUND_SETTLED: pipeline(
+            parse=settlement_command,
+            apply=settlement_applier(metrics.record_settlements, clock=clock),
+            after_commit=relay.wake,
+        ),
+        Topic.CREDIT_NOTE_ISSUED: pipeline(
+            parse=credit_note_command,
+            apply=credit_note_applier(metrics.record_credit_notes, clock=clock),
+            after_commit=relay.wake,
+        ),
     }
-    subscribe_inputs(broker, inputs, consumer_options(settings, services))
+    subscribe_inputs(broker, inputs, consumer_options(settings, embedded_kafka=services.embedded_kafka))
     declare_outputs(broker)
     specification = AsyncAPI(
         broker,
@@ -228,16 +240,3 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         http_routes=routes,
         startup=startup,
     )
-
-
-def consumer_options(settings: Settings, services: Services) -> dict[str, Any]:
-    timing = TANSU_GROUP_SETTINGS if services.embedded_kafka else KAFKA_GROUP_TIMING
-    return {
-        "group_id": settings.consumer_group,
-        "auto_offset_reset": "earliest",
-        "max_records": settings.batch_max_records,
-        "batch_timeout_ms": settings.batch_timeout_ms,
-        "session_timeout_ms": settings.kafka_session_timeout_ms or timing["session_timeout_ms"],
-        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms or timing["heartbeat_interval_ms"],
-        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
-    }

@@ -98,6 +98,45 @@ def adjustment_data(account_id: str, reseller_id: str, kind: str, **fields: Any)
     return data
 
 
+def money_refund_data(account_id: str, reseller_id: str, **fields: Any) -> dict[str, Any]:
+    """A valid money-refund-requested data object: a retail account's charge back of 50.00 of a 120.00
+    SGD payment, not taken from the credits, by a finance manager."""
+    data: dict[str, Any] = {
+        "account_id": account_id,
+        "reseller_id": reseller_id,
+        "account_type": "retail",
+        "method": "charge_back",
+        "payment": {"payment_id": "pay-1", "amount": "120.00", "currency": "SGD"},
+        "amount": "50.00",
+        "from_balance": False,
+        "reason": "the customer wants the money back",
+        "requested_at": "2021-05-06T10:00:00+08:00",
+        "actor": {
+            "id": "finance@reseller.example",
+            "reseller_id": reseller_id,
+            "permissions": ["finance:manage"],
+        },
+    }
+    data.update(fields)
+    return data
+
+
+def settlement_data(
+    instruction_id: str, account_id: str, reseller_id: str, status: str = "succeeded", **fields: Any
+) -> dict[str, Any]:
+    """A valid payment-refund-settled data object for the instruction."""
+    data: dict[str, Any] = {
+        "instruction_id": instruction_id,
+        "reseller_id": reseller_id,
+        "account_id": account_id,
+        "status": status,
+        "detail": f"the gateway says {status}",
+        "settled_at": "2021-05-07T03:29:41Z",
+    }
+    data.update(fields)
+    return data
+
+
 @dataclass(frozen=True)
 class Raw:
     """A message exactly as it will be produced (for poison and envelope tests)."""

@@ -1,6 +1,7 @@
 """A few hundred mutated messages interleaved with valid ones, through the real broker, worker and
 database: every valid one answered right, every broken one dead-lettered exactly once with a
-reason, and one too large for the broker dead-lettered cut, its original kept in PostgreSQL."""
+reason, and one too large for the broker dead-lettered cut, its original kept in PostgreSQL. A valid
+settlement names an instruction nobody gave: it is dead-lettered once, as unknown_instruction."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import select
 
 from schemas.inputs import TerminationRequested
+from schemas.money_refunds import MoneyRefundRequested
 from schemas.topics import INPUT_TOPICS, Topic, dead_letter_topic
 from tests.fuzz_messages import Case, Generator, Message
 from tests.integration.dead_letter_support import Record, RecordWatcher
@@ -23,8 +25,11 @@ from tests.integration.harness import OutputWatcher, Received, running_worker, w
 from worker.app import Worker
 from worker.db.schema.dead_letters import oversize_dead_letters
 from worker.dlq.recoverer import VALUE_TRUNCATED, read_number
+from worker.domain.money_refund_facts import MoneyRefundFacts
+from worker.domain.money_refunds import MoneyRefundRefused, decide_money_refund
 from worker.domain.policy import CreditNoteInvalid, RefundPolicy, decide_refund
 from worker.engine.wire_to_domain import termination_terms
+from worker.money_refunds.commands import money_refund_request
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +38,7 @@ COUNT = 300
 POISON_REASONS = {b"not_json", b"invalid_envelope", b"invalid_data"}
 DEAD_LETTER_TOPICS = [dead_letter_topic(topic) for topic in INPUT_TOPICS]
 POLICY = RefundPolicy(window_days=14)  # the worker's default
+MONEY_ANSWERS = {Topic.MONEY_REFUND_UPDATED.value, Topic.ADJUSTMENT_REJECTED.value}
 Position = tuple[str, int, int]
 
 
@@ -93,13 +99,28 @@ def expected_answer(data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     }
 
 
-def answers_arrived(requests: dict[str, Case], expiries: set[str]) -> Any:
+def expected_money_answer(ce_id: str, data: dict[str, Any]) -> tuple[str, str]:
+    """What the worker must publish for a valid money refund request of an account it never saw:
+    money-refund-updated instructed, or adjustment-rejected with its reason_code."""
+    request = money_refund_request(ce_id, MoneyRefundRequested.model_validate(data))
+    decision = decide_money_refund(request, MoneyRefundFacts(request.reseller_id, request.account_id))
+    if isinstance(decision, MoneyRefundRefused):
+        return Topic.ADJUSTMENT_REJECTED.value, decision.code.value
+    return Topic.MONEY_REFUND_UPDATED.value, "instructed"
+
+
+def money_answer(received: Received) -> tuple[str, str]:
+    return received.topic, received.data.get("status") or received.data["reason_code"]
+
+
+def answers_arrived(requests: dict[str, Case], expiries: set[str], money: set[str]) -> Any:
     final = {Topic.SUBSCRIPTION_TERMINATED.value, Topic.TERMINATION_REJECTED.value}
 
     def arrived(received: list[Received]) -> bool:
         answered = {r.data.get("request_id") for r in received if r.topic in final}
         expired = {r.data["subscription_id"] for r in received if r.data.get("cause") == "expired"}
-        return set(requests) <= answered and expiries <= expired
+        refunded = {r.data.get("request_id") for r in received if r.topic in MONEY_ANSWERS}
+        return set(requests) <= answered and expiries <= expired and money <= refunded
 
     return arrived
 
@@ -119,6 +140,11 @@ async def test_broken_messages_are_dead_lettered_once_and_valid_ones_answered_ri
         for case in cases
         if case.valid and case.data and case.message.topic is Topic.SUBSCRIPTION_EXPIRED
     }
+    money = {
+        case.ce_id: case
+        for case in cases
+        if case.valid and case.message.topic is Topic.MONEY_REFUND_REQUESTED and case.ce_id
+    }
     started = time.monotonic()
     async with (
         OutputWatcher(kafka_bootstrap) as outputs,
@@ -126,22 +152,38 @@ async def test_broken_messages_are_dead_lettered_once_and_valid_ones_answered_ri
     ):
         positions = await produce(kafka_bootstrap, [case.message for case in cases])
         broken = {position for position, case in zip(positions, cases, strict=True) if not case.valid}
-        await dead_letters.wait_for(lambda got: broken <= {origin(letter) for letter in got}, within=30)
-        await outputs.wait_for(answers_arrived(requests, expiries), within=30, settle=1.5)
+        unknown = {
+            position
+            for position, case in zip(positions, cases, strict=True)
+            if case.valid and case.message.topic is Topic.PAYMENT_REFUND_SETTLED
+        }
+        expected = broken | unknown
+        await dead_letters.wait_for(lambda got: expected <= {origin(letter) for letter in got}, within=30)
+        await outputs.wait_for(answers_arrived(requests, expiries, set(money)), within=30, settle=1.5)
         await dead_letters.wait_for(lambda got: True, within=1)  # whatever else came meanwhile
     elapsed = time.monotonic() - started
 
     letters = Counter(origin(letter) for letter in dead_letters.received)
     assert {position for position, count in letters.items() if count > 1} == set()
-    assert set(letters) == broken  # and none for a valid message
-    assert {letter.header("kafka_dlt-failure-reason") for letter in dead_letters.received} <= POISON_REASONS
+    assert set(letters) == expected  # and none for another valid message
+    reasons = {origin(letter): letter.header("kafka_dlt-failure-reason") for letter in dead_letters.received}
+    assert {reasons[position] for position in broken} <= POISON_REASONS
+    assert {reasons[position] for position in unknown} == {b"unknown_instruction"}
+    assert unknown, "the seed gives valid settlements"
 
     for ce_id, case in requests.items():
         assert case.data is not None
         topic, fields = expected_answer(case.data)
         [answer] = [r for r in outputs.received if r.data.get("request_id") == ce_id and r.topic in {topic}]
         assert {name: answer.data[name] for name in fields} == fields, case.data
-    print(f"{len(cases)} messages, {len(broken)} dead-lettered, in {elapsed:.1f}s")
+    for ce_id, case in money.items():
+        assert case.data is not None
+        answers = [
+            r for r in outputs.received if r.topic in MONEY_ANSWERS and r.data.get("request_id") == ce_id
+        ]
+        assert [money_answer(answer) for answer in answers] == [expected_money_answer(ce_id, case.data)]
+    assert money, "the seed gives valid money refund requests"
+    print(f"{len(cases)} messages, {len(expected)} dead-lettered, in {elapsed:.1f}s")
 
 
 async def test_a_dead_letter_too_large_for_the_broker_is_cut_and_its_original_kept(

@@ -1,5 +1,5 @@
-"""The look-ups of a batch of terminations, and of a batch of adjustments, stay index probes when the
-tables are large.
+"""The look-ups of a batch of terminations, of adjustments, of money refund requests and of payment
+settlements stay index probes when the tables are large.
 
 The statements are the worker's own, captured while it applies a batch (bench/statements.py), and
 each is explained with its real parameters twice: as a custom plan and as the generic plan a
@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bench.prefill import ADJUSTMENT_TABLES, prefill
+from bench.prefill import ADJUSTMENT_TABLES, MONEY_REFUND_TABLES, prefill
 from bench.statements import RecordedBatch, Statement, commands, record_batches, request
 from schemas.adjustments import BalanceAdjustmentRequested
 from tests.databases import fresh_database
-from tests.integration.harness import adjustment_data
+from tests.integration.harness import adjustment_data, money_refund_data, settlement_data
+from tests.service.money_refund_support import TIMEOUT, settlement
+from tests.service.money_refund_support import request as money_refund
 from worker.adjustments.commands import AdjustmentCommand, adjustment_request
 from worker.adjustments.service import apply_adjustment_batch
 from worker.db.migrate import upgrade_to_head
 from worker.engine.runtime import create_engine
+from worker.money_refunds.service import apply_money_refund_batch
+from worker.money_refunds.settlement_service import apply_settlement_batch
 
 # The size where a plain join is most tempted to hash: big enough that a whole-table read costs
 # far more than 500 probes (the issue saw 7-19 ms per look-up from 60,000 inbox rows on), small
@@ -44,6 +48,7 @@ LOOKED_UP = (
     "outbox",
     "invoice_credit_notes",
     *ADJUSTMENT_TABLES,
+    *MONEY_REFUND_TABLES,
 )
 BATCH = 500
 
@@ -77,29 +82,71 @@ async def batch_statements(large_database: str) -> list[Statement]:
     return [step for step in [*last.apply, *last.relay] if isinstance(step, Statement)]
 
 
-@pytest.fixture(scope="module")
-async def adjustment_statements(large_database: str) -> list[Statement]:
-    """Every statement but the COPYs of a batch of 500 adjustments of prefilled accounts: credits,
-    transaction refunds, and reversals of prefilled adjustments and termination refunds. Rolled back."""
-    engine: AsyncEngine = create_engine(large_database, pool_size=1)
+async def recorded_statements(
+    url: str, apply: Callable[[AsyncConnection], Awaitable[object]]
+) -> list[Statement]:
+    """Every statement but the COPYs that `apply` runs, in a transaction rolled back."""
+    engine: AsyncEngine = create_engine(url, pool_size=1)
     recorded: list[Statement] = []
 
     def on_execute(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         recorded.append(Statement(statement, tuple(parameters or ())))
 
     try:
-        batch = [_adjustment(i) for i in range(BATCH)]
         event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
         async with engine.connect() as conn:
             transaction = await conn.begin()
             try:
-                await apply_adjustment_batch(conn, batch, now=datetime.now(UTC))
+                await apply(conn)
             finally:
                 await transaction.rollback()
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
         await engine.dispose()
     return recorded
+
+
+@pytest.fixture(scope="module")
+async def adjustment_statements(large_database: str) -> list[Statement]:
+    """A batch of 500 adjustments of prefilled accounts: credits, transaction refunds, and reversals
+    of prefilled adjustments and termination refunds."""
+    batch = [_adjustment(i) for i in range(BATCH)]
+    return await recorded_statements(
+        large_database, lambda conn: apply_adjustment_batch(conn, batch, now=datetime.now(UTC))
+    )
+
+
+@pytest.fixture(scope="module")
+async def money_refund_statements(large_database: str) -> list[Statement]:
+    """A batch of 500 money refund requests of prefilled accounts and payments, half of them taken
+    from the credits."""
+    batch = []
+    for index in range(BATCH):
+        prefilled = 2 * index + 1
+        account, reseller = f"prefill-acc-{prefilled}", f"prefill-res-{prefilled % 7}"
+        paid = {"payment_id": f"prefill-pay-{prefilled}", "amount": "100.00", "currency": "SGD"}
+        data = money_refund_data(account, reseller, payment=paid, amount="1.00", from_balance=index % 2 == 0)
+        batch.append(money_refund(data, f"plan-mr-{index}"))
+    return await recorded_statements(
+        large_database,
+        lambda conn: apply_money_refund_batch(conn, batch, now=datetime.now(UTC), settle_within=TIMEOUT),
+    )
+
+
+@pytest.fixture(scope="module")
+async def settlement_statements(large_database: str) -> list[Statement]:
+    """A batch of 500 settlements of prefilled open instructions, half of them failed (their
+    payments freed, debited credits given back)."""
+    batch = []
+    for index in range(BATCH):
+        prefilled = 2 * index + 1  # an odd prefilled instruction is open
+        account, reseller = f"prefill-acc-{prefilled}", f"prefill-res-{prefilled % 7}"
+        status = "failed" if index % 2 else "succeeded"
+        data = settlement_data(f"prefill-ins-{prefilled}", account, reseller, status)
+        batch.append(settlement(data, f"plan-st-{index}", partition=index % 4))
+    return await recorded_statements(
+        large_database, lambda conn: apply_settlement_batch(conn, batch, now=datetime.now(UTC))
+    )
 
 
 def _adjustment(index: int) -> AdjustmentCommand:
@@ -143,16 +190,37 @@ def test_adjustment_batch_issues_each_look_up(adjustment_statements: list[Statem
     assert "FOR UPDATE" in texts
 
 
+def test_money_refund_batches_issue_each_look_up(
+    money_refund_statements: list[Statement], settlement_statements: list[Statement]
+) -> None:
+    requests = " ".join(statement.sql for statement in money_refund_statements)
+    settlements = " ".join(statement.sql for statement in settlement_statements)
+    for table in ("inbox", "account_balances", "money_refund_payments"):
+        assert f"JOIN {table} ON" in requests or f"FROM {table}" in requests, table
+    for table in ("inbox", "money_refund_instructions", "account_balances", "money_refund_payments"):
+        assert f"JOIN {table} ON" in settlements or f"FROM {table}" in settlements, table
+    assert "INSERT INTO money_refund_instructions" in settlements
+    assert "pg_advisory_xact_lock" in requests
+    assert "pg_advisory_xact_lock" in settlements
+
+
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
-@pytest.mark.parametrize("use_case", ["terminations", "adjustments"])
+@pytest.mark.parametrize("use_case", ["terminations", "adjustments", "money refunds", "settlements"])
 async def test_look_ups_probe_indexes_of_large_tables(
     large_database: str,
     batch_statements: list[Statement],
     adjustment_statements: list[Statement],
+    money_refund_statements: list[Statement],
+    settlement_statements: list[Statement],
     plan_cache_mode: str,
     use_case: str,
 ) -> None:
-    statements = batch_statements if use_case == "terminations" else adjustment_statements
+    statements = {
+        "terminations": batch_statements,
+        "adjustments": adjustment_statements,
+        "money refunds": money_refund_statements,
+        "settlements": settlement_statements,
+    }[use_case]
     conn = await asyncpg.connect(large_database)
     try:
         await conn.execute(f"SET plan_cache_mode = {plan_cache_mode}")
@@ -185,7 +253,10 @@ async def explain(conn: asyncpg.Connection, statement: Statement) -> dict[str, A
 async def _literal(conn: asyncpg.Connection, value: Any) -> str:
     """`value` as a quoted literal of unknown type, which EXECUTE casts to the parameter's type."""
     if isinstance(value, list):
-        element = "bigint" if value and isinstance(value[0], int) else "text"
+        first = next((item for item in value if item is not None), None)
+        element = (
+            "bigint" if isinstance(first, int) else "timestamptz" if isinstance(first, datetime) else "text"
+        )
         rendered = await conn.fetchval(f"SELECT $1::{element}[]::text", value)
     elif isinstance(value, datetime):
         rendered = await conn.fetchval("SELECT $1::timestamptz::text", value)

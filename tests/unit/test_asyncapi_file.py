@@ -126,6 +126,9 @@ def test_answers_correlate_with_the_request(document: dict[str, Any]) -> None:
         Topic.BALANCE_ADJUSTMENT_REQUESTED,
         Topic.BALANCE_ADJUSTED,
         Topic.ADJUSTMENT_REJECTED,
+        Topic.MONEY_REFUND_REQUESTED,
+        Topic.PAYMENT_REFUND_INSTRUCTED,
+        Topic.MONEY_REFUND_UPDATED,
     }
 
 

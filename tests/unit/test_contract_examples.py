@@ -21,11 +21,14 @@ from schemas.dataschema import SCHEMA_ID_PREFIX, schema_id
 from schemas.envelope import encode_output, read_input
 from schemas.events import DATA_MODELS, INPUT_MODELS, OUTPUT_MODELS, TerminationRequested
 from schemas.examples import EXAMPLES
+from schemas.money_refunds import MoneyRefundStatus
 from schemas.topics import TOPICS, Topic
 from worker.domain.policy import DEFAULT_POLICY
 from worker.engine.outbox import derived_id
 from worker.entrypoints.adjust import adjust_input
 from worker.entrypoints.quote import quote
+from worker.money_refunds.commands import instruction_id
+from worker.money_refunds.events import INSTRUCTED_KIND, updated_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "contract.md"
@@ -239,6 +242,36 @@ def test_the_adjustment_examples_tell_one_story(examples: Examples) -> None:
     assert examples["adjustment-rejected"]["headers"]["ce_id"] == derived_id(
         rejected["reseller_id"], rejected["request_id"], "adjustment-rejected"
     )
+
+
+def test_the_money_refund_examples_tell_one_story_with_the_ids_the_worker_derives(
+    examples: Examples,
+) -> None:
+    """The request becomes the instruction the payment service is told of, which it settles; the
+    instruction id and the outputs' ce_ids are the ones the worker derives (the instruction's and
+    the instructed event's from the request, the settled update's from the instruction)."""
+    request, instructed = examples["money-refund-requested"], examples["payment-refund-instructed"]
+    settled, updated = examples["payment-refund-settled"], examples["money-refund-updated"]
+    reseller, request_id = request["data"]["reseller_id"], request["headers"]["ce_id"]
+    instruction = instructed["data"]["instruction_id"]
+
+    assert instruction == instruction_id(reseller, request_id)
+    assert settled["data"]["instruction_id"] == updated["data"]["instruction_id"] == instruction
+    assert instructed["data"]["request_id"] == updated["data"]["request_id"] == request_id
+    assert instructed["headers"]["ce_id"] == derived_id(reseller, request_id, INSTRUCTED_KIND)
+    assert updated["headers"]["ce_id"] == derived_id(
+        reseller, instruction, updated_kind(MoneyRefundStatus(updated["data"]["status"]))
+    )
+    assert (updated["data"]["status"], updated["data"]["detail"]) == (
+        settled["data"]["status"],
+        settled["data"]["detail"],
+    )
+    payment = request["data"]["payment"]
+    assert (instructed["data"]["payment_id"], instructed["data"]["currency"]) == (
+        payment["payment_id"],
+        payment["currency"],
+    )
+    assert instructed["data"]["amount"] == updated["data"]["amount"] == request["data"]["amount"]
 
 
 def test_every_field_of_every_model_is_on_the_page() -> None:

@@ -27,12 +27,15 @@ from worker.engine.parsing import (
     adjustment_command,
     credit_note_command,
     expiry_command,
+    money_refund_command,
     renewal_command,
+    settlement_command,
     termination_command,
 )
 from worker.engine.records import Headers, InboundRecord
 from worker.entrypoints.cli import app
 from worker.entrypoints.quote import quote, quote_input
+from worker.money_refunds.commands import instruction_id
 
 SEED = 20261202
 COUNT = 3000
@@ -44,6 +47,8 @@ PARSERS: dict[Topic, Callable[[InboundRecord], Any]] = {
     Topic.SUBSCRIPTION_RENEWED: renewal_command,
     Topic.BALANCE_ADJUSTMENT_REQUESTED: adjustment_command,
     Topic.CREDIT_NOTE_ISSUED: credit_note_command,
+    Topic.MONEY_REFUND_REQUESTED: money_refund_command,
+    Topic.PAYMENT_REFUND_SETTLED: settlement_command,
 }
 POLICY = RefundPolicy(window_days=14)
 
@@ -63,6 +68,20 @@ def assert_read_right(command: Any, case: Case) -> None:
     assert data is not None
     if case.message.topic is Topic.BALANCE_ADJUSTMENT_REQUESTED:
         assert_adjustment_read_right(command.request, case.ce_id, data)
+        return
+    if case.message.topic is Topic.MONEY_REFUND_REQUESTED:
+        assert_money_refund_read_right(command.request, case.ce_id, data)
+        return
+    if case.message.topic is Topic.PAYMENT_REFUND_SETTLED:
+        settlement = command.settlement
+        assert command.ce_id == case.ce_id
+        assert (settlement.instruction_id, settlement.reseller_id, settlement.account_id) == (
+            data["instruction_id"],
+            data["reseller_id"],
+            data["account_id"],
+        )
+        assert (settlement.status.value, settlement.detail) == (data["status"], data["detail"])
+        assert settlement.settled_at == datetime.fromisoformat(data["settled_at"])
         return
     if case.message.topic is Topic.CREDIT_NOTE_ISSUED:
         note = command.note
@@ -103,6 +122,19 @@ def assert_adjustment_read_right(request: Any, ce_id: str | None, data: dict[str
     assert request.requested_at == datetime.fromisoformat(data["requested_at"])
     if data["amount"] is not None:
         assert request.amount == signed_minor(data["amount"], Currency.of(data["currency"]), "amount")
+
+
+def assert_money_refund_read_right(request: Any, ce_id: str | None, data: dict[str, Any]) -> None:
+    currency = Currency.of(data["payment"]["currency"])
+    assert request.request_id == ce_id
+    assert request.instruction_id == instruction_id(data["reseller_id"], request.request_id)
+    assert (request.account_id, request.reseller_id) == (data["account_id"], data["reseller_id"])
+    assert (request.account_type.value, request.method.value) == (data["account_type"], data["method"])
+    assert request.payment.payment_id == data["payment"]["payment_id"]
+    assert request.payment.amount == Money.parse(data["payment"]["amount"], currency)
+    assert request.amount == Money.parse(data["amount"], currency).minor
+    assert (request.from_balance, request.reason) == (data["from_balance"], data["reason"])
+    assert request.requested_at == datetime.fromisoformat(data["requested_at"])
 
 
 def parsed(case: Case, record: InboundRecord) -> tuple[Any, Exception | None]:

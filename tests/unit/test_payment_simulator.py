@@ -82,12 +82,12 @@ def test_the_settlement_is_a_valid_binary_cloudevent_the_worker_reads_keyed_by_t
     assert message.key == b"acc-2001"
     assert event.attributes.type == TOPICS[Topic.PAYMENT_REFUND_SETTLED].ce_type
     assert event.attributes.source == SIMULATOR_SOURCE
-    assert headers["ce_id"].decode() == settlement_id("4be48109-7281-58d8-83ab-0a52d55085fc")
+    assert headers["ce_id"].decode() == settlement_id("82f9874b-f994-5370-8ade-6b2bc7aba0ff")
     assert event.data == settlement.data
     data = json.loads(message.value)
     assert data.pop("detail").startswith("simulated gateway reference SIM-")
     assert data == {
-        "instruction_id": "4be48109-7281-58d8-83ab-0a52d55085fc",
+        "instruction_id": "82f9874b-f994-5370-8ade-6b2bc7aba0ff",
         "reseller_id": "res-b3",
         "account_id": "acc-2001",
         "status": "succeeded",

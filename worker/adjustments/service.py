@@ -24,7 +24,8 @@ from worker.adjustments.plan import (
     target_keys,
     transaction_keys,
 )
-from worker.adjustments.store import known_transactions, locked_balances, reversal_targets, write_all
+from worker.adjustments.store import known_transactions, reversal_targets, write_all
+from worker.db.balances import locked_balances
 from worker.db.inbox import Redelivery, inbox_tracking
 from worker.domain.adjustment_requests import AdjustmentRequest, Applied, Refused
 from worker.engine.clock import utc_now

@@ -1,5 +1,5 @@
-"""All of the adjustment use case's SQL: the facts a batch reads (its balances locked), the balance
-and transaction upserts and the inserts. A fixed number of statements per batch, whatever its size:
+"""All of the adjustment use case's SQL but the balances' (worker/db/balances.py): the facts a batch
+reads, the transaction upsert and the inserts. A fixed number of statements per batch, whatever its size:
 every look-up probes an index once per key (`unnest ... JOIN LATERAL (... LIMIT 1)`, as
 worker.db.inbox.probed; tests/service/test_lookup_plans.py checks the plans)."""
 
@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from worker.adjustments.plan import AccountKey, AdjustmentRows, EntryKey, TransactionKey
-from worker.db.balances import add_to_balances
+from worker.adjustments.plan import AdjustmentRows, EntryKey, TransactionKey
+from worker.db.balances import add_checked
 from worker.db.bulk import copy_rows, key_arrays, wanted_keys
 from worker.db.inbox import probed
 from worker.db.schema.adjustments import adjustments
@@ -23,40 +23,6 @@ from worker.db.schema.refunds import refunds
 from worker.domain.account_facts import EntryFacts, EntryKind, TransactionFacts
 from worker.domain.money import Currency, Money
 from worker.domain.policy import RefundMethod
-from worker.engine.failures import ConcurrentWrite
-
-# Each balance row is locked in the arrays' order, which the caller sorts as the terminations'
-# upsert sorts its own: two batches never wait on each other in a cycle.
-_LOCK_BALANCES = text("""
-    SELECT m.reseller_id, m.account_id, m.currency, m.balance_minor, m.balance_version
-    FROM unnest(CAST(:resellers AS text[]), CAST(:accounts AS text[]), CAST(:currencies AS text[]))
-        AS k(reseller_id, account_id, currency)
-    JOIN LATERAL (
-        SELECT b.reseller_id, b.account_id, b.currency, b.balance_minor, b.balance_version
-        FROM account_balances AS b
-        WHERE b.reseller_id = k.reseller_id AND b.account_id = k.account_id AND b.currency = k.currency
-        LIMIT 1 FOR UPDATE
-    ) AS m ON true
-""")
-
-
-async def locked_balances(
-    conn: AsyncConnection, keys: Sequence[AccountKey]
-) -> dict[AccountKey, tuple[int, int]]:
-    """(balance, version) of each of these balances that exists, its row locked until commit."""
-    if not keys:
-        return {}
-    parameters = {
-        "resellers": [r for r, _, _ in keys],
-        "accounts": [a for _, a, _ in keys],
-        "currencies": [c for _, _, c in keys],
-    }
-    rows = await conn.execute(_LOCK_BALANCES, parameters)
-    return {
-        (reseller, account, currency): (balance, version)
-        for reseller, account, currency, balance, version in rows
-    }
-
 
 _ADJUSTMENT_TARGETS = text("""
     SELECT m.reseller_id, m.adjustment_id, m.account_id, m.currency, m.kind, m.delta_minor,
@@ -151,18 +117,6 @@ async def known_transactions(
     }
 
 
-async def add_balance_changes(conn: AsyncConnection, rows: AdjustmentRows) -> None:
-    """Add each balance's deltas in one upsert, in key order. A balance that did not exist when the
-    batch locked the others may have been started since by a concurrent writer (a termination's
-    refund): then the versions the batch gave are taken, and the batch is retried (ConcurrentWrite)."""
-    cursors = await add_to_balances(conn, rows.balance_changes, rows.now)
-    for (reseller, account, currency), cursor in cursors.items():
-        if (cursor.balance, cursor.version) != rows.balances_before[(reseller, account, currency)]:
-            raise ConcurrentWrite(
-                f"the {currency} balance of account {account} changed while its adjustments were decided"
-            )
-
-
 _SET_TRANSACTIONS = text("""
     INSERT INTO transactions AS t
         (reseller_id, account_id, transaction_id, currency, amount_minor, refunded_minor, updated_at)
@@ -180,7 +134,7 @@ async def set_transactions(
     conn: AsyncConnection, rows: Sequence[Mapping[str, object]], now: datetime
 ) -> None:
     """What each transaction's unreversed refunds took, after the batch (its account's balance is
-    locked, or checked by add_balance_changes, so nothing else changed it meanwhile)."""
+    locked, or checked by worker.db.balances.add_checked, so nothing else changed it meanwhile)."""
     if not rows:
         return
     columns = {
@@ -198,7 +152,7 @@ async def set_transactions(
 async def write_all(conn: AsyncConnection, rows: AdjustmentRows) -> None:
     """The balances first (their check may retry the batch), then the transactions, then one COPY
     per table."""
-    await add_balance_changes(conn, rows)
+    await add_checked(conn, rows.balance_changes, rows.balances_before, rows.now)
     await set_transactions(conn, rows.transactions, rows.now)
     for table, copied in (
         (inbox, rows.inbox),

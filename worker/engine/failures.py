@@ -68,6 +68,20 @@ class CreditNoteRedefined(PoisonMessage):
     reason = "credit_note_redefined"
 
 
+class UnknownMoneyRefundInstruction(PoisonMessage):
+    """A settlement from the payment service for an instruction its account does not have (contract
+    section 9, worker.domain.payment_settlements): it can never succeed."""
+
+    reason = "unknown_instruction"
+
+
+class SettlementConflict(PoisonMessage):
+    """A settlement with the other status than the one its instruction was already settled with: an
+    instruction is settled once (contract section 9)."""
+
+    reason = "settlement_conflict"
+
+
 class SchemaNotAtHead(Exception):
     """At start-up: the database's schema is behind this release's head (or absent). An outage:
     the worker consumes nothing until `refund-worker migrate` (or another worker) has run."""

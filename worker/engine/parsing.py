@@ -9,12 +9,19 @@ from schemas.adjustments import BalanceAdjustmentRequested
 from schemas.credit_notes import CreditNoteIssued
 from schemas.envelope import read_input
 from schemas.inputs import InputData, SubscriptionExpired, SubscriptionRenewed, TerminationRequested
+from schemas.money_refunds import MoneyRefundRequested, PaymentRefundSettled
 from schemas.topics import Topic
 from worker.adjustments.commands import AdjustmentCommand, adjustment_request
 from worker.credit_notes.commands import CreditNoteCommand
 from worker.engine.records import InboundRecord
 from worker.engine.wire_to_domain import invoice_note, termination_terms
 from worker.expiry.commands import ExpiryCommand, RenewalCommand
+from worker.money_refunds.commands import (
+    MoneyRefundCommand,
+    SettlementCommand,
+    money_refund_request,
+    payment_settlement,
+)
 from worker.terminations.commands import TerminationCommand
 
 DataT = TypeVar("DataT", bound=InputData)
@@ -96,6 +103,29 @@ def credit_note_command(record: InboundRecord) -> CreditNoteCommand:
         ce_id=ce_id,
         payload_sha256=payload_digest(issued),
         note=invoice_note(issued),
+        partition=record.partition,
+        offset=record.offset,
+    )
+
+
+def money_refund_command(record: InboundRecord) -> MoneyRefundCommand:
+    """The request whose instruction is derived from the event's ce_id; money with more digits than
+    the payment's currency has is a DomainError, so poison."""
+    ce_id, requested = _read(record, Topic.MONEY_REFUND_REQUESTED, MoneyRefundRequested)
+    return MoneyRefundCommand(
+        request=money_refund_request(ce_id, requested),
+        payload_sha256=payload_digest(requested),
+        partition=record.partition,
+        offset=record.offset,
+    )
+
+
+def settlement_command(record: InboundRecord) -> SettlementCommand:
+    ce_id, settled = _read(record, Topic.PAYMENT_REFUND_SETTLED, PaymentRefundSettled)
+    return SettlementCommand(
+        ce_id=ce_id,
+        payload_sha256=payload_digest(settled),
+        settlement=payment_settlement(settled),
         partition=record.partition,
         offset=record.offset,
     )

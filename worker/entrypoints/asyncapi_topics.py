@@ -99,7 +99,8 @@ def message_of(spec: TopicSpec, name: str) -> dict[str, Any]:
 
 def _correlation_id(spec: TopicSpec) -> dict[str, str] | None:
     """A request's `ce_id` header, and the field of the outputs that answer it that carries it: a
-    termination's `request_id`, an adjustment's `request_id` or `adjustment_id`."""
+    termination's `request_id`, an adjustment's `request_id` or `adjustment_id`, a money refund's
+    `request_id`."""
     if spec.topic in _REQUESTS:
         return {
             "description": (
@@ -114,11 +115,7 @@ def _correlation_id(spec: TopicSpec) -> dict[str, str] | None:
         }
     if not spec.is_input and "request_id" in DATA_MODELS[spec.topic].model_fields:
         expiry = " (null for an expiry)" if spec.topic is Topic.SUBSCRIPTION_TERMINATED else ""
-        request = (
-            Topic.BALANCE_ADJUSTMENT_REQUESTED
-            if spec.topic is Topic.ADJUSTMENT_REJECTED
-            else Topic.TERMINATION_REQUESTED
-        )
+        request = _ANSWERED.get(spec.topic, Topic.TERMINATION_REQUESTED.value)
         return {
             "description": f"The ce_id of the {request} event this answers{expiry}.",
             "location": "$message.payload#/request_id",
@@ -131,4 +128,13 @@ _REQUESTS = {
     Topic.BALANCE_ADJUSTMENT_REQUESTED: (
         "adjustment_id (balance-adjusted) or request_id (adjustment-rejected)"
     ),
+    Topic.MONEY_REFUND_REQUESTED: (
+        "request_id (payment-refund-instructed, money-refund-updated, adjustment-rejected)"
+    ),
 }
+_ANSWERED = {
+    Topic.ADJUSTMENT_REJECTED: "balance-adjustment-requested or money-refund-requested",
+    Topic.PAYMENT_REFUND_INSTRUCTED: Topic.MONEY_REFUND_REQUESTED.value,
+    Topic.MONEY_REFUND_UPDATED: Topic.MONEY_REFUND_REQUESTED.value,
+}
+"""The request topic each answer's request_id names, where it is not termination-requested."""

@@ -1,10 +1,10 @@
 """The input topics, read by ONE batch subscriber; each topic's records go to that topic's pipeline.
 
 One consumer per worker for all of termination-requested, subscription-expired,
-subscription-renewed, balance-adjustment-requested and credit-note-issued, rather than one per
-topic, so that a worker is a single member of its consumer group: each extra member makes every
-(re)start and rebalance slower, and the embedded broker (Tansu) could leave a restarted
-multi-member worker stuck in SyncGroup for minutes.
+subscription-renewed, balance-adjustment-requested, money-refund-requested, payment-refund-settled
+and credit-note-issued, rather than one per topic, so that a worker is a single member of its
+consumer group: each extra member makes every (re)start and rebalance slower, and the embedded
+broker (Tansu) could leave a restarted multi-member worker stuck in SyncGroup for minutes.
 
 Every topic keeps the same rules: its records are parsed, applied in one transaction, poison
 dead-lettered, by its own pipeline (worker.engine.pipeline); the offsets of the whole batch are committed
@@ -23,9 +23,13 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import Consumer, KafkaMessage
 
 from schemas.topics import Topic
+from worker.config.settings import Settings
 from worker.engine.pipeline import BatchReport
 from worker.engine.records import InboundRecord, next_offsets
 from worker.handlers.batch import Processor, handle_batch, raw_decoder, raw_parser
+from worker.infra.tansu import TANSU_GROUP_SETTINGS
+
+KAFKA_GROUP_TIMING = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 3000}
 
 DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
     {
@@ -36,6 +40,14 @@ DESCRIPTIONS: Mapping[Topic, str] = MappingProxyType(
         Topic.SUBSCRIPTION_RENEWED: "Renewals: one inside an expiry's grace period cancels its timer.",
         Topic.BALANCE_ADJUSTMENT_REQUESTED: (
             "Operator adjustments of an account's credits: applied or rejected once, in order per account."
+        ),
+        Topic.MONEY_REFUND_REQUESTED: (
+            "Money back through the payment service: each request is instructed (the credits taken at "
+            "once when from_balance) or rejected once, in order per account."
+        ),
+        Topic.PAYMENT_REFUND_SETTLED: (
+            "The payment service's answers: each instruction is settled once, a failure giving the "
+            "payment's amount and the debited credits back."
         ),
         Topic.CREDIT_NOTE_ISSUED: (
             "Credit notes from the invoice app: a later termination's refund is them, or, after an "
@@ -87,3 +99,17 @@ def subscribe_inputs(
         **consumer_options,
     )
     subscriber(on_inputs)
+
+
+def consumer_options(settings: Settings, *, embedded_kafka: bool) -> dict[str, Any]:
+    """The input consumer's options: the group, batching, and group timeouts that suit the broker."""
+    timing = TANSU_GROUP_SETTINGS if embedded_kafka else KAFKA_GROUP_TIMING
+    return {
+        "group_id": settings.consumer_group,
+        "auto_offset_reset": "earliest",
+        "max_records": settings.batch_max_records,
+        "batch_timeout_ms": settings.batch_timeout_ms,
+        "session_timeout_ms": settings.kafka_session_timeout_ms or timing["session_timeout_ms"],
+        "heartbeat_interval_ms": settings.kafka_heartbeat_interval_ms or timing["heartbeat_interval_ms"],
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+    }

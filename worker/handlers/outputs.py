@@ -27,7 +27,18 @@ WHEN_PUBLISHED: Mapping[Topic, str] = MappingProxyType(
         Topic.BALANCE_ADJUSTED: (
             "An operator's adjustment was applied; balance_version is credits-updated's counter."
         ),
-        Topic.ADJUSTMENT_REJECTED: "A well-formed adjustment request that the rules refuse: nothing changed.",
+        Topic.ADJUSTMENT_REJECTED: (
+            "A well-formed adjustment request, or money refund request (kind money_refund), that the rules "
+            "refuse: nothing changed."
+        ),
+        Topic.PAYMENT_REFUND_INSTRUCTED: (
+            "An accepted money refund, to the payment service: return the amount through the payment "
+            "(answered on payment-refund-settled, naming the instruction_id)."
+        ),
+        Topic.MONEY_REFUND_UPDATED: (
+            "A money refund's progress: instructed, then succeeded or failed once settled; overdue "
+            "(once) when the payment service has not answered in MONEY_REFUND_TIMEOUT_HOURS."
+        ),
         Topic.REFUND_CONFLICT_DETECTED: (
             "A credit note from the invoice app for a subscription already refunded as account credit, "
             "once per note: finance reverses one of the two."

@@ -28,7 +28,14 @@ from worker.adjustments.commands import Outcome as AdjustmentOutcome
 from worker.credit_notes.commands import NoteOutcome, NoteResult
 from worker.domain.account_facts import AdjustmentKind
 from worker.domain.adjustment_requests import RefusalCode, Refused
+from worker.domain.money_refunds import MoneyRefundRefused
 from worker.engine.failures import FailureKind
+from worker.money_refunds.commands import (
+    MoneyRefundResult,
+    RequestOutcome,
+    SettlementAnswer,
+    SettlementResult,
+)
 from worker.ops.observability import MetricsObserver
 from worker.ops.scraped_gauges import PREFIX, ScrapedGauges
 from worker.terminations.commands import CommandResult, Outcome
@@ -36,6 +43,16 @@ from worker.terminations.commands import CommandResult, Outcome
 # Handling a batch takes milliseconds when all is well and tens of seconds while the database is
 # away (the pipeline waits it out), so the buckets span both.
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+# Every reason_code a money refund request can be refused with (worker/domain/money_refunds.py).
+MONEY_REFUND_REFUSALS = (
+    RefusalCode.FORBIDDEN,
+    RefusalCode.INVALID_AMOUNT,
+    RefusalCode.METHOD_NOT_ALLOWED,
+    RefusalCode.CURRENCY_MISMATCH,
+    RefusalCode.EXCEEDS_PAYMENT,
+    RefusalCode.INSUFFICIENT_BALANCE,
+)
 
 # Every `reason` worker.engine.failures.failure_reason gives (tests/unit/test_telemetry_under_outage.py
 # checks).
@@ -47,6 +64,8 @@ DEAD_LETTER_REASONS = (
     "idempotency_conflict",
     "account_mismatch",
     "credit_note_redefined",
+    "unknown_instruction",
+    "settlement_conflict",
     "retries_exhausted",
     "poison",
     "unexpected",
@@ -103,6 +122,25 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        self.money_refunds = Counter(
+            f"{PREFIX}_money_refunds",
+            "Money refund requests decided, by outcome (instructed, rejected, duplicate, conflict).",
+            ["outcome"],
+            registry=r,
+        )
+        self.money_refunds_rejected = Counter(
+            f"{PREFIX}_money_refunds_rejected",
+            "Money refund requests rejected, by reason_code.",
+            ["reason_code"],
+            registry=r,
+        )
+        self.payment_settlements = Counter(
+            f"{PREFIX}_payment_settlements",
+            "Settlements from the payment service handled, by outcome (succeeded, failed, already_settled, "
+            "duplicate; idempotency_conflict, unknown_instruction and conflicting_status are dead-lettered).",
+            ["outcome"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             f"{PREFIX}_batch_seconds",
             "Time to handle one batch: parse, decide and commit, dead-letter.",
@@ -133,6 +171,12 @@ class WorkerMetrics:
             self.adjustments_rejected.labels(code.value)
         for note_outcome in NoteOutcome:
             self.credit_notes.labels(note_outcome.value)
+        for money_outcome in RequestOutcome:
+            self.money_refunds.labels(money_outcome.value)
+        for refusal in MONEY_REFUND_REFUSALS:
+            self.money_refunds_rejected.labels(refusal.value)
+        for answer in SettlementAnswer:
+            self.payment_settlements.labels(answer.value)
 
     def faststream_middleware(self) -> KafkaPrometheusMiddleware:
         """FastStream's own consume/publish metrics (refund_worker_received_messages_total, ...)."""
@@ -166,6 +210,18 @@ class WorkerMetrics:
         """Count committed credit-note outcomes (those dead-lettered under theirs too, as decisions do)."""
         for result in results:
             self.credit_notes.labels(result.outcome.value).inc()
+
+    def record_money_refunds(self, results: Iterable[MoneyRefundResult]) -> None:
+        """Count committed money refund decisions (a conflict too: it is dead-lettered)."""
+        for result in results:
+            self.money_refunds.labels(result.outcome.value).inc()
+            if isinstance(result.decision, MoneyRefundRefused):
+                self.money_refunds_rejected.labels(result.decision.code.value).inc()
+
+    def record_settlements(self, results: Iterable[SettlementResult]) -> None:
+        """Count committed settlement answers (those dead-lettered under theirs too)."""
+        for result in results:
+            self.payment_settlements.labels(result.answer.value).inc()
 
 
 def _registry_with_process_metrics() -> CollectorRegistry:

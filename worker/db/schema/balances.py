@@ -50,6 +50,9 @@ balance_ledger = Table(
     Column("kind", Text, nullable=True),
     Column("transaction_id", Text, nullable=True),
     Column("reverses", Text, nullable=True),
+    # Migration 0011: a money refund's entry (worker/db/schema/money_refunds.py): the credits it took,
+    # or gave back when the payment service could not return the money.
+    Column("instruction_id", Text, nullable=True),
     UniqueConstraint(
         "reseller_id",
         "account_id",

@@ -28,6 +28,7 @@ _TABLE_MODULES = (
     "expiry",
     "dead_letters",
     "invoice_notes",
+    "money_refunds",
 )
 
 
