@@ -24,6 +24,7 @@ from schemas.envelope import binary_headers
 from schemas.topics import OUTPUT_TOPICS, TOPICS, Topic
 from worker.dlq.text import plural
 from worker.entrypoints.demo_adjustments import Refunded, run_adjustments
+from worker.entrypoints.demo_money import run_money_refunds
 
 SEED_REQUESTS = Path(__file__).with_name("seed_requests.jsonl")
 _SOURCE = "/refund-worker/entrypoints/demo"
@@ -59,7 +60,16 @@ def demo_requests(run_id: str) -> list[DemoRequest]:
 REPEATS = 3  # the last three demo requests repeat earlier ones
 
 
-async def run_demo(bootstrap_servers: str, console: Console, wait_seconds: float = 60.0) -> None:
+async def run_demo(
+    bootstrap_servers: str,
+    console: Console,
+    wait_seconds: float = 60.0,
+    *,
+    group_settings: dict[str, int] | None = None,
+) -> None:
+    """The seed's terminations, then money back through the simulated payment service and an
+    operator's adjustments of the first account refunded as credits. `group_settings`: consumer-group
+    timeouts of the simulated payment service (the embedded broker's are shorter)."""
     run_id = uuid.uuid4().hex[:6]
     requests = demo_requests(run_id)
     seeds, repeats = requests[:-REPEATS], requests[-REPEATS:]
@@ -85,6 +95,10 @@ async def run_demo(bootstrap_servers: str, console: Console, wait_seconds: float
     console.print(_table(requests, seen))
     refunded = seen.credited_refund([request.ce_id for request in seeds])
     if refunded is not None:
+        # Money first: its charge back out of the credits needs the refund's credits untouched.
+        await run_money_refunds(
+            bootstrap_servers, console, refunded, run_id, wait_seconds, group_settings=group_settings
+        )
         await run_adjustments(bootstrap_servers, console, refunded, run_id, wait_seconds)
 
 

@@ -16,7 +16,7 @@ from worker.config.settings import Settings, redacted
 from worker.engine.failures import StartupFailed
 from worker.infra.extra import EXTRA_MISSING, embedded_services_installed
 from worker.infra.postgres import embedded_postgres
-from worker.infra.tansu import embedded_kafka
+from worker.infra.tansu import TANSU_GROUP_SETTINGS, embedded_kafka
 from worker.ops.health import HttpServer, bind
 from worker.ops.logs import configure_logging
 
@@ -58,7 +58,8 @@ async def launch(settings: Settings, *, demo: bool) -> None:
 
         console = Console(width=max(Console().width, 150))
         async with worker.app:
-            await run_demo(found.kafka_bootstrap_servers, console)
+            group_settings = TANSU_GROUP_SETTINGS if found.embedded_kafka else None
+            await run_demo(found.kafka_bootstrap_servers, console, group_settings=group_settings)
 
 
 def tune_garbage_collector() -> None:
