@@ -44,6 +44,7 @@ from worker.expiry.timers import ExpiryTimers
 from worker.handlers.batch import Processor
 from worker.handlers.inputs import consumer_options, subscribe_inputs
 from worker.handlers.outputs import declare_outputs
+from worker.money_refunds.overdue_timer import OverdueReports
 from worker.money_refunds.service import money_refund_applier
 from worker.money_refunds.settlement_service import settlement_applier
 from worker.ops.health import Routes, StartupProgress, http_routes
@@ -73,6 +74,7 @@ class Worker:
     """/health/live, /health/ready and /metrics, served by worker.ops.health.HttpServer."""
     startup: StartupProgress
     """What start-up waits for (the database, its schema, the broker), as readiness reports it."""
+    overdue: OverdueReports
 
 
 def build_worker(settings: Settings, services: Services) -> Worker:
@@ -105,11 +107,12 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         retry=retry,
         observer=observer,
     )
-    # The timers fire on what the group has read of subscription-renewed (docs/expiry.md).
-    read_probe = ReadProbe(
+    # The timers fire on what the group has read: the expiry timers of subscription-renewed
+    # (docs/expiry.md), the overdue money refunds of payment-refund-settled (docs/money-refunds.md).
+    probe = functools.partial(
+        ReadProbe,
         services.kafka_bootstrap_servers,
         group_id=settings.consumer_group,
-        topic=Topic.SUBSCRIPTION_RENEWED.value,
         clock=clock,
         **kafka_options,
     )
@@ -118,8 +121,21 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         check_seconds=settings.expiry_check_seconds,
         after_fire=relay.wake,
         clock=clock,
-        probe=read_probe,
+        probe=probe(topic=Topic.SUBSCRIPTION_RENEWED.value),
     )
+    overdue = OverdueReports(
+        engine,
+        check_seconds=settings.money_refund_check_seconds,
+        after_report=relay.wake,
+        on_reported=metrics.record_overdue,
+        clock=clock,
+        probe=probe(topic=Topic.PAYMENT_REFUND_SETTLED.value),
+    )
+
+    def money_refund_committed() -> None:
+        relay.wake()
+        overdue.wake()  # an instruction due sooner than the next look, or a settlement read to a deadline
+
     broker = KafkaBroker(
         services.kafka_bootstrap_servers,
         client_id="refund-worker",
@@ -159,12 +175,12 @@ def build_worker(settings: Settings, services: Services) -> Worker:
                 metrics.record_money_refunds,
                 clock=clock,
             ),
-            after_commit=relay.wake,
+            after_commit=money_refund_committed,
         ),
         Topic.PAYMENT_REFUND_SETTLED: pipeline(
             parse=settlement_command,
             apply=settlement_applier(metrics.record_settlements, clock=clock),
-            after_commit=relay.wake,
+            after_commit=money_refund_committed,
         ),
         Topic.CREDIT_NOTE_ISSUED: pipeline(
             parse=credit_note_command,
@@ -206,6 +222,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     async def start_relay() -> None:
         background.append(asyncio.create_task(relay.run(settings.outbox_poll_seconds), name="outbox-relay"))
         background.append(asyncio.create_task(timers.run(), name="expiry-timers"))
+        background.append(asyncio.create_task(overdue.run(), name="overdue-money-refunds"))
         background.append(asyncio.create_task(liveness.watch_loop(), name="liveness-heartbeat"))
         startup.started = True
 
@@ -230,13 +247,4 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         liveness=liveness,
         startup=startup,
     )
-    return Worker(
-        app=app,
-        broker=broker,
-        engine=engine,
-        relay=relay,
-        timers=timers,
-        metrics=metrics,
-        http_routes=routes,
-        startup=startup,
-    )
+    return Worker(app, broker, engine, relay, timers, metrics, routes, startup, overdue)

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     consumer_group: str = Field("refund-worker", min_length=1)
     money_refund_timeout_hours: float = Field(DEFAULT_MONEY_REFUND_TIMEOUT_HOURS, gt=0)
     """Contract section 9: an unsettled money refund is reported overdue this long after it was
-    instructed; fractions allowed. Not read yet: money refunds are modelled, not served."""
+    instructed; fractions allowed. Read when a request is instructed: its deadline is stored then."""
 
     # Beyond the contract: knobs with safe defaults (README, "Configuration").
     ce_source: str = Field("/refund-worker", min_length=1)
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(2000, ge=1)
     outbox_poll_seconds: float = Field(1.0, gt=0)
     expiry_check_seconds: float = Field(1.0, gt=0)
+    money_refund_check_seconds: float = Field(10.0, gt=0, le=60)
+    """The longest a worker goes without looking for overdue money refunds: reported within a minute."""
     retry_attempts: int = Field(3, ge=1)
     """Attempts at a message that fails unexpectedly before it is dead-lettered."""
     retry_backoff_seconds: float = Field(0.2, ge=0)

@@ -22,18 +22,12 @@ from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import BY_REQUEST, EARLIEST_INSTANT, FIRES_FROM, TimerState
 from worker.domain.policy import NoRefundReason
-from worker.domain.watermark import low_watermark
 from worker.expiry.plan import Due, Parked, stored_instant, terminated_event
-from worker.expiry.read_progress import CaughtUp, as_progress, progress_of, record_caught_up
+from worker.expiry.read_progress import CaughtUp, topic_watermark
 
 
 async def renewals_watermark(conn: AsyncConnection, reads: CaughtUp | None, now: datetime) -> datetime | None:
-    topic = Topic.SUBSCRIPTION_RENEWED.value
-    progress = await progress_of(conn, topic)
-    if reads is None:
-        return low_watermark(progress, now=now)
-    await record_caught_up(conn, topic, reads, stored=progress)
-    return low_watermark([*progress, *as_progress(reads)], now=now, partitions=reads.partitions)
+    return await topic_watermark(conn, Topic.SUBSCRIPTION_RENEWED.value, reads, now)
 
 
 async def claim_due(conn: AsyncConnection, watermark: datetime, limit: int) -> Sequence[Any]:

@@ -1,4 +1,5 @@
-"""How far an input topic has been read into the database: what the expiry timers' watermark is made of.
+"""How far an input topic has been read into the database: what the low watermarks are made of, of the
+expiry timers (subscription-renewed) and of the overdue money refunds (payment-refund-settled).
 
 Two kinds of evidence, per (topic, partition), in the table read_progress (docs/expiry.md):
 
@@ -30,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from worker.db.schema.expiry import read_progress
-from worker.domain.watermark import ReadProgress
+from worker.domain.watermark import ReadProgress, low_watermark
 from worker.engine.clock import utc_now
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,18 @@ async def progress_of(conn: AsyncConnection, topic: str) -> list[ReadProgress]:
         select(p.kafka_partition, p.read_through, p.caught_up_at).where(p.topic == topic)
     )
     return [ReadProgress(partition, through, caught) for partition, through, caught in rows]
+
+
+async def topic_watermark(
+    conn: AsyncConnection, topic: str, reads: CaughtUp | None, now: datetime
+) -> datetime | None:
+    """The low watermark of `topic` (worker.domain.watermark.low_watermark): from the stored progress,
+    and from `reads`, what the broker just said of the group's progress, recorded first."""
+    progress = await progress_of(conn, topic)
+    if reads is None:
+        return low_watermark(progress, now=now)
+    await record_caught_up(conn, topic, reads, stored=progress)
+    return low_watermark([*progress, *as_progress(reads)], now=now, partitions=reads.partitions)
 
 
 class ReadProbe:

@@ -54,6 +54,16 @@ def credited_back_id(instruction: StoredInstruction) -> str:
     return derived_id(instruction.reseller_id, instruction.instruction_id, CREDITED_BACK_KIND)
 
 
+def overdue_detail(instruction: StoredInstruction) -> str:
+    """What money-refund-updated says of an instruction the payment service has not answered in time."""
+    waited = instruction.due_at - instruction.instructed_at
+    hours = f"{waited.total_seconds() / 3600:g}"
+    return (
+        f"no settlement from the payment service {hours} hours after it was instructed at "
+        f"{instruction.instructed_at.isoformat()}; still open: a settlement may still come"
+    )
+
+
 def instructed_event(instruction: StoredInstruction, now: datetime) -> OutboxEvent:
     """`payment-refund-instructed`: the payment service is told to return the money."""
     data = PaymentRefundInstructed(

@@ -108,12 +108,13 @@ async def locked_instructions(
     if not parameters["ids"]:
         return {}
     return {
-        (row.reseller_id, row.instruction_id): _instruction(row)
+        (row.reseller_id, row.instruction_id): instruction_of(row)
         for row in await conn.execute(_INSTRUCTIONS, parameters)
     }
 
 
-def _instruction(row: Any) -> StoredInstruction:
+def instruction_of(row: Any) -> StoredInstruction:
+    """An instruction from its row (with `overdue_reported`, whether it was reported overdue)."""
     return StoredInstruction(
         reseller_id=row.reseller_id,
         instruction_id=row.instruction_id,

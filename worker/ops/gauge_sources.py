@@ -1,11 +1,11 @@
-"""What the scraped gauges show, read from their sources: the outbox backlog and the due expiry
-timers from the database, the consumer group's lag from the broker."""
+"""What the scraped gauges show, read from their sources: the outbox backlog, the due expiry timers and
+the open money refunds from the database, the consumer group's lag from the broker."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db.schema.expiry import expiry_timers
+from worker.db.schema.money_refunds import OPEN, money_refund_instructions
 from worker.db.schema.outbox import outbox
 from worker.expiry.firing_store import due_clause
 
@@ -22,10 +23,22 @@ Lags: TypeAlias = dict[tuple[str, int], int]
 
 
 @dataclass(frozen=True, slots=True)
+class MoneyRefundGauges:
+    """The instructions the payment service has not settled yet (whole database)."""
+
+    open: int
+    oldest_open_age_seconds: float
+    """How long the oldest open one has waited since it was instructed; 0 when none."""
+    overdue: int
+    """Open ones past their deadline (reported overdue or about to be)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DatabaseGauges:
     outbox_backlog: int
     outbox_oldest_age_seconds: float
     expiry_timers_due: int
+    money_refunds: MoneyRefundGauges = field(default_factory=lambda: MoneyRefundGauges(0, 0.0, 0))
 
 
 class CommittedOffsets(Protocol):
@@ -52,16 +65,36 @@ async def read_database_gauges(engine: AsyncEngine) -> DatabaseGauges:
             )
         ).one()
         due = await _expiry_timers_due(conn)
-    return DatabaseGauges(int(backlog), float(oldest_age), due)
+        money_refunds = await _money_refunds(conn)
+    return DatabaseGauges(int(backlog), float(oldest_age), due, money_refunds)
+
+
+async def _exists(conn: AsyncConnection, table: str) -> bool:
+    """A database whose migrations are behind may not have the table yet: nothing is in it then."""
+    return bool(await conn.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": table}))
 
 
 async def _expiry_timers_due(conn: AsyncConnection) -> int:
-    # A database whose migrations are behind may not have the table yet: nothing is due then.
-    exists = await conn.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": expiry_timers.name})
-    if not exists:
+    if not await _exists(conn, expiry_timers.name):
         return 0
     due = select(func.count()).where(due_clause(func.now()))
     return int(await conn.scalar(due) or 0)
+
+
+async def _money_refunds(conn: AsyncConnection) -> MoneyRefundGauges:
+    if not await _exists(conn, money_refund_instructions.name):
+        return MoneyRefundGauges(0, 0.0, 0)
+    i = money_refund_instructions.c
+    count, oldest_age, overdue = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.extract("epoch", func.now() - func.min(i.instructed_at)), 0),
+                func.count().filter(i.due_at <= func.now()),
+            ).where(text(OPEN))  # as written: the partial index of the open ones serves it
+        )
+    ).one()
+    return MoneyRefundGauges(int(count), max(float(oldest_age), 0.0), int(overdue))
 
 
 async def read_consumer_lag(consumers: Iterable[CommittedOffsets]) -> Lags:

@@ -10,7 +10,7 @@ not the second.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import (
@@ -141,6 +141,11 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        self.money_refunds_overdue_reported = Counter(
+            f"{PREFIX}_money_refunds_overdue_reported",
+            "Money refunds reported overdue (money-refund-updated overdue, once each; they stay open).",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             f"{PREFIX}_batch_seconds",
             "Time to handle one batch: parse, decide and commit, dead-letter.",
@@ -217,6 +222,10 @@ class WorkerMetrics:
             self.money_refunds.labels(result.outcome.value).inc()
             if isinstance(result.decision, MoneyRefundRefused):
                 self.money_refunds_rejected.labels(result.decision.code.value).inc()
+
+    def record_overdue(self, reported: Sequence[object]) -> None:
+        """Count the instructions one round reported overdue."""
+        self.money_refunds_overdue_reported.inc(len(reported))
 
     def record_settlements(self, results: Iterable[SettlementResult]) -> None:
         """Count committed settlement answers (those dead-lettered under theirs too)."""

@@ -1,5 +1,5 @@
-"""The gauges of shared state, read when Prometheus scrapes: the outbox, the expiry timers, the
-consumer's lag, and whether each source answered.
+"""The gauges of shared state, read when Prometheus scrapes: the outbox, the expiry timers, the open
+money refunds, the consumer's lag, and whether each source answered.
 
 They are as fresh as the scrape and cost nothing between scrapes. Each source is read on its own:
 a database that does not answer leaves its gauges at their last values and sets
@@ -7,7 +7,7 @@ a database that does not answer leaves its gauges at their last values and sets
 way round); `gauges_refreshed_timestamp_seconds` says how old each source's are. What is read is
 worker/ops/gauge_sources.py.
 
-Every worker reports the outbox and expiry gauges of the one shared database: aggregate them
+Every worker reports the outbox, expiry and money refund gauges of the one shared database: aggregate them
 across instances with max(), never sum(). Consumer lag is per assigned partition: sum() is fine.
 """
 
@@ -55,6 +55,21 @@ class ScrapedGauges:
         self.expiry_timers_due = Gauge(
             f"{PREFIX}_expiry_timers_due",
             "Pending expiry timers whose deadline has passed (whole database).",
+            registry=r,
+        )
+        self.money_refunds_open = Gauge(
+            f"{PREFIX}_money_refunds_open",
+            "Money refunds instructed and not settled by the payment service yet (whole database).",
+            registry=r,
+        )
+        self.money_refunds_oldest_open_age = Gauge(
+            f"{PREFIX}_money_refunds_oldest_open_age_seconds",
+            "How long the oldest open money refund has waited for its settlement; 0 when none.",
+            registry=r,
+        )
+        self.money_refunds_overdue = Gauge(
+            f"{PREFIX}_money_refunds_overdue",
+            "Open money refunds past MONEY_REFUND_TIMEOUT_HOURS without a settlement (whole database).",
             registry=r,
         )
         self.consumer_lag = Gauge(
@@ -127,6 +142,9 @@ class ScrapedGauges:
         self.outbox_backlog.set(state.outbox_backlog)
         self.outbox_oldest_age.set(state.outbox_oldest_age_seconds)
         self.expiry_timers_due.set(state.expiry_timers_due)
+        self.money_refunds_open.set(state.money_refunds.open)
+        self.money_refunds_oldest_open_age.set(state.money_refunds.oldest_open_age_seconds)
+        self.money_refunds_overdue.set(state.money_refunds.overdue)
 
     def _set_consumer_lag(self, lags: Lags) -> None:
         self.consumer_lag.clear()  # partitions taken away by a rebalance must disappear

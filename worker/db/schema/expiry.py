@@ -75,11 +75,12 @@ expiry_timer_failures = Table(
     PrimaryKeyConstraint("reseller_id", "subscription_id", "expiry_ce_id"),
 )
 
-# How far each input partition has been read into this database (migration 0004), for the expiry
-# timers' low watermark (worker/domain/watermark.py, docs/expiry.md): `read_through` is the latest
-# event time read (written with each batch), `caught_up_at` the latest time the consumer group had
-# read the partition to its end (written by the timer loop, from the broker's offsets). A partition
-# carries every reseller's events: nothing here is a reseller's.
+# How far each input partition has been read into this database (migration 0004), for the low
+# watermarks of the expiry timers (subscription-renewed, docs/expiry.md) and of the overdue money
+# refunds (payment-refund-settled, docs/money-refunds.md; worker/domain/watermark.py):
+# `read_through` is the latest event time read (written with each batch), `caught_up_at` the latest
+# time the consumer group had read the partition to its end (written by the timer loops, from the
+# broker's offsets). A partition carries every reseller's events: nothing here is a reseller's.
 read_progress = Table(
     "read_progress",
     metadata,
