@@ -145,6 +145,8 @@ class Raw:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    partition: int | None = None
+    """None: the producer's partitioner picks it by the key."""
 
 
 def event(topic: Topic, data: dict[str, Any], ce_id: str | None = None) -> Raw:
@@ -153,14 +155,20 @@ def event(topic: Topic, data: dict[str, Any], ce_id: str | None = None) -> Raw:
     headers = binary_headers(
         event_id=ce_id or unique("ce"), source=SOURCE, ce_type=spec.ce_type, time=datetime.now(UTC)
     )
-    return Raw(topic.value, str(data[spec.key_field]).encode(), json.dumps(data).encode(), list(headers))
+    key = data[spec.key_field]
+    if key is None and spec.key_fallback:  # a credit note for no subscription: keyed by its account
+        key = data[spec.key_fallback]
+    return Raw(topic.value, str(key).encode(), json.dumps(data).encode(), list(headers))
 
 
 async def publish(bootstrap: str, messages: Iterable[Raw]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, linger_ms=2)
     await producer.start()
     try:
-        pending = [await producer.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
+        pending = [
+            await producer.send(m.topic, m.value, key=m.key, headers=m.headers, partition=m.partition)
+            for m in messages
+        ]
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

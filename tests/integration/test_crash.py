@@ -1,73 +1,42 @@
-"""SIGKILL the worker again and again under load: afterwards every request took effect exactly once."""
+"""SIGKILL the worker again and again under load: afterwards every input took effect exactly once."""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.exc import ProgrammingError
 
-from schemas.topics import Topic, dead_letter_topic
+from schemas.topics import INPUT_TOPICS, Topic, dead_letter_topic
 from tests.integration.audit import (
     assert_database_applied_each_once,
     assert_nothing_dead_lettered,
     assert_published_each_once,
 )
-from tests.integration.harness import (
-    OUTPUT_TOPIC_NAMES,
-    OutputWatcher,
-    event,
-    publish,
-    termination_data,
-    unique,
-)
-from tests.integration.worker_processes import WorkerProcess, worker_env
-from worker.db.schema.inbox import inbox
-from worker.engine.runtime import create_engine
+from tests.integration.crash_audit import assert_published_each_once as assert_book_published
+from tests.integration.crash_audit import assert_stored_each_once, tally_when_done
+from tests.integration.crash_book import Account, Book
+from tests.integration.crash_loads import LOADS
+from tests.integration.crash_support import Wave, crash_worker, kill_repeatedly
+from tests.integration.harness import OUTPUT_TOPIC_NAMES, OutputWatcher, event, termination_data, unique
+from tests.integration.worker_processes import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REQUESTS = 3000
 KILLS = 6
+KILLS_PER_WAVE = 3
+"""Of the mixed load: one amid each input topic's batches in each wave (and one more between waves)."""
+WATCHED = (*OUTPUT_TOPIC_NAMES, *(dead_letter_topic(topic) for topic in INPUT_TOPICS))
 
 
 @pytest.fixture
 def worker_process(
     kafka_bootstrap: str, database_url: str, kafka_group_settings: dict[str, int]
 ) -> Iterator[WorkerProcess]:
-    # Batches of 20: many commits, so kills land between a commit and its offsets.
-    env = worker_env(
-        kafka_bootstrap, database_url, unique("crash-test"), kafka_group_settings, BATCH_MAX_RECORDS="20"
-    )
-    process = WorkerProcess(env)
+    process = crash_worker(kafka_bootstrap, database_url, kafka_group_settings, "crash-test")
     yield process
     process.stop()
-
-
-async def wait_for_progress(database_url: str, beyond: int) -> int:
-    """Return as soon as more than `beyond` requests are in the inbox: right after a commit, when
-    the worker is likely between its database commit and its offset commit (the window that makes
-    redeliveries). Polls without sleeping for that reason."""
-    engine = create_engine(database_url, pool_size=1)
-    deadline = asyncio.get_running_loop().time() + 60
-    try:
-        async with engine.connect() as conn:
-            while asyncio.get_running_loop().time() < deadline:
-                try:
-                    count = await conn.scalar(select(func.count()).select_from(inbox)) or 0
-                except ProgrammingError:  # before the first migration: no table yet
-                    count = 0
-                finally:
-                    await conn.rollback()  # a fresh snapshot each time
-                if count > beyond:
-                    return count
-        raise AssertionError(f"the worker made no progress past {beyond} requests in 60 s")
-    finally:
-        await engine.dispose()
 
 
 def requests_under_test() -> list[tuple[str, dict[str, Any]]]:
@@ -92,19 +61,38 @@ async def test_sigkill_under_load_leaves_every_request_applied_exactly_once(
     requests = requests_under_test()
     watched = (*OUTPUT_TOPIC_NAMES, dead_letter_topic(Topic.TERMINATION_REQUESTED))
     async with OutputWatcher(kafka_bootstrap, watched) as watcher:
-        await publish(kafka_bootstrap, [event(Topic.TERMINATION_REQUESTED, d, c) for c, d in requests])
-        done = 0
-        for _ in range(KILLS):
-            worker_process.start()
-            # A cold start takes seconds (imports, migration, group join): kill on evidence of work,
-            # a moment after this life has committed some batches, so the kill lands mid-stream.
-            done = await wait_for_progress(database_url, beyond=done + random.randint(50, 300))
-            worker_process.kill()
-        assert done < REQUESTS, "the backlog ran out before the last kill: raise REQUESTS"
-        worker_process.start()
+        wave = Wave([event(Topic.TERMINATION_REQUESTED, d, c) for c, d in requests])
+        kills = await kill_repeatedly(worker_process, kafka_bootstrap, database_url, [wave], KILLS)
+        assert kills[-1].stored < REQUESTS, "the backlog ran out before the last kill: raise REQUESTS"
         request_ids = {ce_id for ce_id, _ in requests}
         received = await watcher.answers(request_ids, within=240, settle=2.0)
 
     assert_nothing_dead_lettered(watcher.received, request_ids)
     await assert_database_applied_each_once(database_url, requests)
     assert_published_each_once(received, requests)
+
+
+def mixed_load() -> Book:
+    """Every load of crash_loads over 12 accounts of 3 resellers: about 1,900 inputs in two waves."""
+    resellers = [unique("res") for _ in range(3)]
+    accounts = [Account(reseller, unique("acc")) for reseller in resellers for _ in range(4)]
+    book = Book()
+    for load in LOADS:
+        load(accounts, book)
+    return book
+
+
+async def test_sigkill_under_a_mixed_load_leaves_every_effect_exactly_once(
+    worker_process: WorkerProcess, kafka_bootstrap: str, database_url: str
+) -> None:
+    book = mixed_load()
+    async with OutputWatcher(kafka_bootstrap, WATCHED) as watcher:
+        waves = book.ordered_waves()
+        kills = await kill_repeatedly(worker_process, kafka_bootstrap, database_url, waves, KILLS_PER_WAVE)
+        tally = await tally_when_done(watcher, book, within=120)
+
+    landed = {(kill.wave, kill.topic) for kill in kills if not kill.waited}
+    sent = {(number, message.topic) for number, wave in enumerate(waves) for message in wave.messages}
+    assert sent - landed == set(), f"inputs of a wave with no kill amid their batches; kills: {kills}"
+    assert_book_published(tally, book)
+    await assert_stored_each_once(database_url, book)
