@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -32,11 +33,22 @@ log = logging.getLogger(__name__)
 _EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:refund-worker:events")
 
 
+_NAMESPACE_SHA1 = hashlib.sha1(_EVENT_NAMESPACE.bytes, usedforsecurity=False)
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def derived_id(reseller_id: str, request_id: str, kind: str) -> str:
     """A stable id for the `kind` of thing a reseller's request caused: the same request always gives
     the same id, and two resellers' requests of the same id give different ones (contract section 7).
-    The reseller's length goes first, so no reseller and request id pair reads as another."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}/{len(reseller_id)}:{reseller_id}/{request_id}"))
+    The reseller's length goes first, so no reseller and request id pair reads as another.
+
+    It is `str(uuid.uuid5(_EVENT_NAMESPACE, name))`, computed from the SHA-1 directly: the same text,
+    a fifth of the time (uuid.UUID's checks and int conversions were 8 us of it; 4-6 ids a request).
+    tests/unit/test_derived_ids.py holds it to uuid5."""
+    sha1 = _NAMESPACE_SHA1.copy()
+    sha1.update(f"{kind}/{len(reseller_id)}:{reseller_id}/{request_id}".encode())
+    x = sha1.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
 
 @dataclass(frozen=True, slots=True)
