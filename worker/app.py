@@ -107,9 +107,11 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     terminations = pipeline(
         parse=termination_command,
         apply=termination_applier(
-            RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
+            RefundPolicy(window_days=settings.refund_window_days),
+            metrics.record_decisions,
+            clock=clock,
+            publish=relay.publish,  # from memory once committed (worker/engine/outbox.py)
         ),
-        after_commit=relay.wake,
     )
     # The timers fire on what the group has read of subscription-renewed (docs/expiry.md).
     read_probe = ReadProbe(
