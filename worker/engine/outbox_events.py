@@ -82,7 +82,7 @@ class OutboxEvent:
         key = data[spec.key_field]
         if key is None and spec.key_fallback is not None:
             key = data[spec.key_fallback]
-        return OutboxEvent(event_id, spec.topic.value, key, spec.ce_type.value, time, orjson.dumps(data))
+        return OutboxEvent(event_id, spec.topic.value, key, spec.ce_type.value, time, _json(data))
 
     def row(self) -> dict[str, Any]:
         return {
@@ -93,6 +93,12 @@ class OutboxEvent:
             "ce_time": self.ce_time,
             "data": JsonText(self.value.decode()),
         }
+
+
+def _json(data: Mapping[str, Any]) -> bytes:
+    """orjson's bytes, copied to their size: orjson's own keep the 4 KiB it started with, so a batch
+    of 2000 requests held 24 MiB more than its JSON while its events waited to be published."""
+    return memoryview(orjson.dumps(data)).tobytes()
 
 
 class RecordBuilder:
