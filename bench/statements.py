@@ -1,7 +1,7 @@
 """The statements the worker issues for a batch of termination requests, captured from its own code.
 
-`record_batches` runs `worker.terminations.service.apply_termination_batch` (and the outbox relay's claim
-and mark) on real commands, inside one transaction it rolls back, and keeps each statement's
+`record_batches` runs the worker's termination applier (and the outbox relay's mark of the batch's
+events) on real commands, inside one transaction it rolls back, and keeps each statement's
 final SQL text and parameters as asyncpg received them, and each COPY's rows as asyncpg would
 send them. The ceiling (bench/ceiling.py) replays them; the plan test (tests/service) explains
 the look-ups. Nothing here is a copy of the worker's SQL, so a change there changes both.
@@ -24,11 +24,11 @@ from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
 from worker.db import bulk
 from worker.domain.policy import RefundPolicy
-from worker.engine.outbox import OutboxRelay
+from worker.engine.outbox import OutboxEvent, OutboxRelay
 from worker.engine.parsing import termination_command
 from worker.engine.records import InboundRecord, OutboundRecord
 from worker.terminations.commands import TerminationCommand
-from worker.terminations.service import apply_termination_batch
+from worker.terminations.service import termination_applier
 
 REQUESTED = Topic.TERMINATION_REQUESTED.value
 
@@ -99,7 +99,11 @@ class _Recorder:
     def on_execute(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         args = tuple(parameters or ())
         self.steps.append(
-            Statement(statement, args, marks_claimed=statement.lstrip().startswith("UPDATE outbox"))
+            Statement(
+                statement,
+                args,
+                marks_claimed=statement.lstrip().startswith("UPDATE outbox") and "outbox.seq" in statement,
+            )
         )
 
     async def copy(self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -147,8 +151,9 @@ async def record_batches(
 ) -> list[RecordedBatch]:
     """Each batch's statements, as the worker issues them one batch after the other (each batch
     sees the ones before). Rolled back: the database is left as it was."""
-    policy = RefundPolicy(window_days=14)
     recorded: list[RecordedBatch] = []
+    committed: list[OutboxEvent] = []
+    apply = termination_applier(RefundPolicy(window_days=14), lambda _: None, publish=committed.extend)
     with _recording(engine) as recorder:
         async with engine.connect() as conn:
             transaction = await conn.begin()
@@ -162,11 +167,16 @@ async def record_batches(
                 for batch in batches:
                     applied: list[Step] = []
                     recorder.steps = applied
-                    await apply_termination_batch(conn, batch, policy=policy, now=datetime.now(UTC))
+                    (await apply(conn, batch)).on_commit()
                     relayed: list[Step] = []
                     recorder.steps = relayed
-                    while relay and await outbox_relay.relay_once() == relay_batch_size:
-                        pass  # as OutboxRelay.run: until a claim comes back short
+                    # As the worker's relay after the commit: the batch's events from memory, marked
+                    # sent by their ids (the table's claim is for recovery only, worker/engine/outbox.py).
+                    while relay and committed:
+                        events = committed[:relay_batch_size]
+                        del committed[:relay_batch_size]
+                        await outbox_relay.publish_committed(events)
+                    committed.clear()
                     recorded.append(RecordedBatch(applied, relayed))
             finally:
                 await transaction.rollback()

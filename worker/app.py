@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -147,9 +146,11 @@ def build_worker(settings: Settings, services: Services) -> Worker:
         Topic.TERMINATION_REQUESTED: pipeline(
             parse=termination_command,
             apply=termination_applier(
-                RefundPolicy(window_days=settings.refund_window_days), metrics.record_decisions, clock=clock
+                RefundPolicy(window_days=settings.refund_window_days),
+                metrics.record_decisions,
+                clock=clock,
+                publish=relay.publish,  # from memory once committed (worker/engine/outbox.py)
             ),
-            after_commit=relay.wake,
         ),
         Topic.SUBSCRIPTION_EXPIRED: pipeline(
             parse=expiry_command,
@@ -230,9 +231,7 @@ def build_worker(settings: Settings, services: Services) -> Worker:
     async def stop_relay() -> None:
         for task in background:
             task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*background, return_exceptions=True)  # each ends by its cancellation
 
     @app.after_shutdown
     async def release() -> None:

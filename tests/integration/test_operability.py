@@ -111,7 +111,8 @@ async def test_probes_and_metrics_of_a_running_worker(
 ) -> None:
     settings = worker_settings(kafka_bootstrap, database_url, kafka_group_settings)
     async with serving(settings) as (_, base), OutputWatcher(kafka_bootstrap) as watcher:
-        assert await http_get(base + LIVE_PATH) == (200, b'{"status": "alive"}')
+        status, body = await http_get(base + LIVE_PATH)
+        assert (status, json.loads(body)) == (200, {"status": "alive"})
         await eventually(partial(is_ready, base))  # the broker may still be connecting as HTTP opens
         assert await readiness(base) == (
             200,

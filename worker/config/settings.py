@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     """CA bundle to verify the server with (verify-ca, verify-full); unset: the system's trusted CAs."""
     # Latency (docs/performance.md): how long a fetch waits for data the broker does not have yet.
     # Tansu answers a waiting fetch only at this deadline, so it is a floor under every batch's latency.
-    kafka_fetch_max_wait_ms: int = Field(500, ge=0)
+    kafka_fetch_max_wait_ms: int = Field(100, ge=0)
 
     @field_validator(
         "kafka_bootstrap_servers",

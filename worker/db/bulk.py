@@ -78,9 +78,16 @@ def _records(
     for record in records:
         values = list(record)
         for position in json_at:
-            values[position] = to_json(values[position])
+            value = values[position]
+            values[position] = value if isinstance(value, JsonText) else to_json(value)
         converted.append(tuple(values))
     return converted
+
+
+class JsonText(str):
+    """A JSONB column's value already encoded as JSON text (the outbox's data): written as it is."""
+
+    __slots__ = ()
 
 
 @cache

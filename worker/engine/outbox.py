@@ -2,88 +2,83 @@
 
 An event's ce_id is fixed when it is stored (and derived from the request that caused it), so a
 re-publish after a crash carries the same ce_id and consumers de-duplicate on it.
+
+Two ways out, one relay task, so one worker's events leave in the order they committed:
+- from memory (`publish`): a pipeline hands the relay the events its batch just committed; the relay
+  marks them sent (one UPDATE of their ids, index probes, which also locks them) and publishes them
+  inside that transaction, so it neither reads back rows it just wrote nor rebuilds their JSON;
+- from the table (`relay_once`): unsent rows claimed in order, FOR UPDATE SKIP LOCKED. The relay
+  starts with it (a crash between a commit and its publishing left rows unsent), goes back to it
+  after any failure, when another use case wakes it, and every `poll_seconds`.
+A row is published by whichever takes its lock first: the other finds it sent (the UPDATE
+re-checks `sent_at IS NULL` once the lock is released) or skips it. docs/performance.md, "Issue 13".
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import uuid
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+import time
+from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, func, select, update
+from sqlalchemy import BigInteger, Text, func, select, update
 
-from schemas.dataschema import schema_id
-from schemas.envelope import binary_headers
-from schemas.events import message_key, topic_of
-from schemas.outputs import OutputData
 from worker.db.inbox import one_of
 from worker.db.schema.outbox import outbox
 from worker.engine.database import Database, Queries
 from worker.engine.failures import FailureKind, classify
 from worker.engine.outage import Outage, RetryPolicy
-from worker.engine.records import OutboundRecord, SendAll
+from worker.engine.outbox_events import OutboxEvent, RecordBuilder, derived_id
+from worker.engine.records import SendAll
+
+__all__ = ["OutboxEvent", "OutboxRelay", "derived_id"]
 
 log = logging.getLogger(__name__)
 
-_EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:refund-worker:events")
-
-
-def derived_id(reseller_id: str, request_id: str, kind: str) -> str:
-    """A stable id for the `kind` of thing a reseller's request caused: the same request always gives
-    the same id, and two resellers' requests of the same id give different ones (contract section 7).
-    The reseller's length goes first, so no reseller and request id pair reads as another."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{kind}/{len(reseller_id)}:{reseller_id}/{request_id}"))
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEvent:
-    event_id: str
-    topic: str
-    key: str
-    ce_type: str
-    ce_time: datetime
-    data: dict[str, Any]
-
-    @staticmethod
-    def of(event_id: str, data: OutputData, time: datetime) -> OutboxEvent:
-        spec = topic_of(type(data))
-        key = message_key(data).decode()
-        return OutboxEvent(
-            event_id, spec.topic.value, key, spec.ce_type.value, time, data.model_dump(mode="json")
-        )
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "topic": self.topic,
-            "key": self.key,
-            "ce_type": self.ce_type,
-            "ce_time": self.ce_time,
-            "data": self.data,
-        }
-
 
 class OutboxRelay:
-    """Publishes unsent outbox rows in order, then marks them sent.
+    """Publishes committed events, then marks them sent; see the module's docstring.
 
-    Rows are claimed with FOR UPDATE SKIP LOCKED, so several workers relay side by side without
-    publishing a row twice in the normal case; a crash between the broker's acknowledgement and
-    the commit publishes the same events again with the same ce_id (at least once, de-duplicable).
+    Several workers relay side by side without publishing a row twice in the normal case; a crash
+    between the broker's acknowledgement and the commit publishes the same events again with the
+    same ce_id (at least once, de-duplicable).
     """
 
-    def __init__(self, engine: Database[Queries], send_all: SendAll, *, source: str, batch_size: int) -> None:
+    def __init__(
+        self,
+        engine: Database[Queries],
+        send_all: SendAll,
+        *,
+        source: str,
+        batch_size: int,
+        max_pending: int = 20_000,
+    ) -> None:
         self._engine = engine
         self._send_all = send_all
-        self._source = source
         self._batch_size = batch_size
+        self._max_pending = max_pending
+        self._records = RecordBuilder(source)
         self._wake = asyncio.Event()
+        self._pending: list[OutboxEvent] = []
+        self._claim_due = True  # at start: whatever a crash left unsent goes first
+        self._poll_seconds = 1.0
+        self._next_claim = 0.0
 
     def wake(self) -> None:
-        """Called after a decision commits, so its events go out now rather than at the next poll."""
+        """Called after a decision commits whose events are only in the table: claim them now rather
+        than at the next poll."""
+        self._claim_due = True
+        self._wake.set()
+
+    def publish(self, events: Sequence[OutboxEvent]) -> None:
+        """Called once the transaction that stored `events` has committed: publish them from memory.
+        Past `max_pending` waiting (the broker is away) they are dropped here and claimed from the
+        table once it is back, so memory stays bounded."""
+        if len(self._pending) + len(events) > self._max_pending:
+            self._pending.clear()
+            self._claim_due = True
+        else:
+            self._pending.extend(events)
         self._wake.set()
 
     async def run(self, poll_seconds: float) -> None:
@@ -94,20 +89,51 @@ class OutboxRelay:
         outage = Outage(
             "outbox relay", RetryPolicy(backoff_seconds=poll_seconds), meanwhile=meanwhile, logger=log
         )
+        self._poll_seconds = poll_seconds
         while True:
             delay = poll_seconds
             try:
-                while await self.relay_once() == self._batch_size:
-                    pass
+                await self.relay_due()
                 outage.ended()
             except Exception as error:  # noqa: BLE001 - the broker or the database is away: keep the rows
+                self._pending.clear()  # all in the table: claimed in order once the outage ends
+                self._claim_due = True
                 delay = outage.failed(error, traceback=classify(error) is not FailureKind.INFRASTRUCTURE)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                self._claim_due = True
             self._wake.clear()
 
+    async def relay_due(self) -> None:
+        """The table first when due (its rows are older than any waiting in memory), then memory.
+        Due when woken for it, after a failure, and every `poll_seconds` however busy the relay is:
+        another worker's crash leaves rows only the table knows."""
+        now = time.monotonic()
+        if self._claim_due or now >= self._next_claim:
+            self._claim_due = False
+            self._next_claim = now + self._poll_seconds
+            while await self.relay_once() == self._batch_size:
+                pass
+        while self._pending:
+            events = self._pending[: self._batch_size]
+            del self._pending[: len(events)]
+            await self.publish_committed(events)
+
+    async def publish_committed(self, events: Sequence[OutboxEvent]) -> int:
+        """Mark these committed events sent and publish those still unsent, in one transaction: a
+        failure rolls the mark back. Returns how many were published."""
+        async with self._engine.begin() as conn:
+            marked = await conn.execute(_MARK_IDS, {"ids": [event.event_id for event in events]})
+            unsent = {event_id for (event_id,) in marked.all()}
+            if len(unsent) < len(events):  # another relay published some first
+                events = [event for event in events if event.event_id in unsent]
+            if events:
+                await self._send_all(self._records.records(events))
+        return len(events)
+
     async def relay_once(self) -> int:
-        """Publish one batch of unsent rows; returns how many were published."""
+        """Publish one batch of unsent rows from the table; returns how many were published."""
         async with self._engine.begin() as conn:
             claim = (
                 select(
@@ -127,19 +153,22 @@ class OutboxRelay:
             rows = (await conn.execute(claim)).all()
             if not rows:
                 return 0
-            await self._send_all([self._record(row) for row in rows])
+            record = self._records.record
+            await self._send_all(
+                [record(r.event_id, r.topic, r.key, r.ce_type, r.ce_time, r.json.encode()) for r in rows]
+            )
             seqs = [row.seq for row in rows]
             sent = one_of(outbox.c.seq, "seqs", BigInteger())  # index probes at any size (issue 13)
             mark = update(outbox).where(sent).values(sent_at=func.now())
             await conn.execute(mark, {"seqs": seqs})
         return len(rows)
 
-    def _record(self, row: Any) -> OutboundRecord:
-        headers = binary_headers(
-            event_id=row.event_id,
-            source=self._source,
-            ce_type=row.ce_type,
-            time=row.ce_time,
-            dataschema=schema_id(row.topic),
-        )
-        return OutboundRecord(row.topic, row.key.encode(), row.json.encode(), tuple(headers))
+
+# Index probes of the unique event_id at any size (worker.db.inbox.one_of); the row locks it takes
+# make a concurrent claim skip these rows, and a concurrent mark wait and then find them sent.
+_MARK_IDS = (
+    update(outbox)
+    .where(one_of(outbox.c.event_id, "ids", Text()), outbox.c.sent_at.is_(None))
+    .values(sent_at=func.now())
+    .returning(outbox.c.event_id)
+)

@@ -8,20 +8,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from schemas.outputs import CreditsCause, CreditsUpdated, IssuedCreditNote, TerminationCause
+from schemas.outputs import CreditsCause, TerminationCause
 from worker.db.bulk import ResellerKey
 from worker.domain.balance import BalanceCursor
 from worker.domain.credit_note_guard import InvoiceNote
 from worker.domain.money import Money
-from worker.domain.never_twice import (
-    OWN_CREDIT_NOTES_INCLUDE_TAX,
-    credit_note_display_number,
-    number_in_order,
-)
+from worker.domain.never_twice import number_in_order
 from worker.domain.policy import RefundDecision
-from worker.engine.outbox import OutboxEvent, derived_id
+from worker.engine.outbox_events import OutboxEvent, derived_id
 from worker.terminations.commands import CommandResult, TerminationCommand
-from worker.terminations.events import refund_event, terminated_event
+from worker.terminations.events import credits_event, issued_note, refund_event, terminated_event
 
 
 @dataclass
@@ -144,28 +140,28 @@ def _record_refund(
 ) -> None:
     now = batch.now
     refund_id = refund_id_of(command)
-    note = _credit_note(command, decision, numbers, now)
+    note = issued_note(command, decision, numbers.get(_request_key(command)), now)
     currency = decision.amount.currency.code
     backing = [(n.credit_note_id, n.amount.minor, n.issued_at) for n in linked] or [
-        (note.credit_note_id, decision.amount.minor, now)
+        (note["credit_note_id"], decision.amount.minor, now)
     ]
     for credit_note_id, amount_minor, issued_at in backing:  # each note backs this refund only
         batch.credit_notes.append(
             {
                 "credit_note_id": credit_note_id,
                 "reseller_id": command.reseller_id,
-                "number": note.number,
-                "issued_by_worker": note.number is not None,
+                "number": note["number"],
+                "issued_by_worker": note["number"] is not None,
                 "refund_id": refund_id,
                 "currency": currency,
                 "amount_minor": amount_minor,
                 "issued_at": issued_at,
-                "display_number": note.display_number,
-                "reason": note.reason,
-                "amounts_include_tax": note.amounts_include_tax,
+                "display_number": note["display_number"],
+                "reason": note["reason"],
+                "amounts_include_tax": note["amounts_include_tax"],
             }
         )
-        if note.number is None:  # an operator's or the invoice app's note: recorded as used if known
+        if note["number"] is None:  # an operator's or the invoice app's note: recorded as used if known
             batch.used_invoice_notes.append(
                 {"reseller_id": command.reseller_id, "credit_note_id": credit_note_id, "refund_id": refund_id}
             )
@@ -183,7 +179,7 @@ def _record_refund(
             "rule": decision.rule,
             "months_refunded": decision.months_refunded,
             "cycle_months": decision.cycle_months,
-            "credit_note_id": note.credit_note_id,
+            "credit_note_id": note["credit_note_id"],
             "issued_at": now,
         }
     )
@@ -193,32 +189,10 @@ def _record_refund(
         _record_credit(batch, command, decision.amount, refund_id, balance, version)
 
 
-def _credit_note(
-    command: TerminationCommand, decision: RefundDecision, numbers: Mapping[RequestKey, int], now: datetime
-) -> IssuedCreditNote:
-    """The operator's note when one was chosen (the refund is that note: the invoice app numbers and
-    describes it, so number, display_number, reason and tax stay null), else the worker's own."""
-    if decision.credit_note is not None:
-        chosen = decision.credit_note
-        return IssuedCreditNote(
-            credit_note_id=chosen.credit_note_id, number=None, amount=str(chosen.amount), issued_at=None
-        )
-    number = numbers[_request_key(command)]
-    return IssuedCreditNote(
-        credit_note_id=derived_id(command.reseller_id, command.request_id, "credit-note"),
-        number=number,
-        amount=str(decision.amount),
-        issued_at=now,
-        display_number=credit_note_display_number(command.reseller_id, number),
-        reason=command.reason,
-        amounts_include_tax=OWN_CREDIT_NOTES_INCLUDE_TAX,
-    )
-
-
 def _record_credit(
     batch: BatchRows, command: TerminationCommand, delta: Money, refund_id: str, balance: int, version: int
 ) -> None:
-    event_id = derived_id(command.reseller_id, command.request_id, "credits-updated")
+    event = credits_event(command, delta, refund_id, balance, version, batch.now)
     batch.ledger.append(
         {
             "reseller_id": command.reseller_id,
@@ -229,19 +203,8 @@ def _record_credit(
             "balance_minor": balance,
             "cause": CreditsCause.REFUND,
             "refund_id": refund_id,
-            "event_id": event_id,
+            "event_id": event.event_id,
             "changed_at": batch.now,
         }
     )
-    data = CreditsUpdated(
-        account_id=command.account_id,
-        reseller_id=command.reseller_id,
-        currency=delta.currency.code,
-        delta=str(delta),
-        balance=str(Money(balance, delta.currency)),
-        balance_version=version,
-        cause=CreditsCause.REFUND,
-        refund_id=refund_id,
-        updated_at=batch.now,
-    )
-    batch.events.append(OutboxEvent.of(event_id, data, batch.now))
+    batch.events.append(event)
