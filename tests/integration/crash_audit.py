@@ -1,7 +1,8 @@
 """Holding the worker to a crash test's book (tests/integration/crash_book.py): every effect the book
 entered exactly once and nothing else, on the wire (one ce_id per effect, however often re-published,
-each copy the same) and in PostgreSQL (one inbox row per input, one ledger entry per change, the
-balances and versions the rules give, each refund and each note's use as entered)."""
+each copy the same) and in PostgreSQL (one inbox row per input, with its outcome where the book
+names one, one ledger entry per change, the balances and versions the rules give, each refund and
+each note's use as entered, each money refund's instruction and payment as it ended)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.topics import Topic
-from tests.integration.crash_book import Account, Book, Effect, minor
+from tests.integration.crash_book import (
+    Account,
+    Book,
+    Effect,
+    Instruction,
+    minor,
+    money_change,
+    money_refund_update,
+)
 from tests.integration.harness import OutputWatcher, Received
 from worker.db.schema.balances import account_balances, balance_ledger
 from worker.db.schema.inbox import inbox
 from worker.db.schema.invoice_notes import invoice_credit_notes
+from worker.db.schema.money_refunds import money_refund_instructions, money_refund_payments
 from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.engine.runtime import create_engine
@@ -29,10 +39,16 @@ EFFECT_ID: dict[str, Callable[[dict[str, Any]], Any]] = {
     Topic.SUBSCRIPTION_TERMINATED.value: lambda data: data["request_id"],
     Topic.TERMINATION_REJECTED.value: lambda data: data["request_id"],
     Topic.REFUND_ISSUED.value: lambda data: data["request_id"],
-    Topic.CREDITS_UPDATED.value: lambda data: data.get("adjustment_id") or data["refund_id"],
+    Topic.CREDITS_UPDATED.value: lambda data: (
+        data.get("adjustment_id") or data["refund_id"] or money_change(data["instruction_id"], data["cause"])
+    ),
     Topic.BALANCE_ADJUSTED.value: lambda data: data["adjustment_id"],
     Topic.ADJUSTMENT_REJECTED.value: lambda data: data["request_id"],
     Topic.REFUND_CONFLICT_DETECTED.value: lambda data: data["credit_note_id"],
+    Topic.PAYMENT_REFUND_INSTRUCTED.value: lambda data: data["instruction_id"],
+    Topic.MONEY_REFUND_UPDATED.value: lambda data: money_refund_update(
+        data["instruction_id"], data["status"]
+    ),
 }
 """What names the effect an event reports, per output topic. An event of the book's resellers on
 any other topic watched (a dead letter, say) is one the book has no place for: a failure."""
@@ -152,6 +168,7 @@ async def assert_stored_each_once(database_url: str, book: Book) -> None:
         async with engine.connect() as conn:
             await _assert_inbox_and_ledgers(conn, book)
             await _assert_refunds_and_notes(conn, book)
+            await _assert_money_refunds(conn, book)
             unsent = await conn.scalar(
                 select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
             )
@@ -184,6 +201,8 @@ async def _assert_inbox_and_ledgers(conn: AsyncConnection, book: Book) -> None:
         e.balance_minor,
         e.adjustment_id,
         e.refund_id,
+        e.instruction_id,
+        e.cause,
     )
     for row in await conn.execute(query.where(e.reseller_id.in_(resellers)).order_by(e.balance_version)):
         entries[Account(row.reseller_id, row.account_id)].append(row)
@@ -191,9 +210,16 @@ async def _assert_inbox_and_ledgers(conn: AsyncConnection, book: Book) -> None:
         found = entries[account]
         assert [row.balance_version for row in found] == list(range(1, len(found) + 1)), account
         assert [row.balance_minor for row in found][-1:] == [balances[account][0]], account
-        changes = Counter(row.adjustment_id or row.refund_id for row in found)
+        changes = Counter(map(_change_of, found))
         assert [c for c, n in changes.items() if n > 1] == [], f"{account}: a change entered twice"
-        assert {row.adjustment_id or row.refund_id: row.delta_minor for row in found} == ledger, account
+        assert {_change_of(row): row.delta_minor for row in found} == ledger, account
+
+
+def _change_of(entry: Any) -> str:
+    """The id the book enters a ledger row's change under."""
+    if entry.instruction_id is not None:
+        return money_change(entry.instruction_id, entry.cause)
+    return str(entry.adjustment_id or entry.refund_id)
 
 
 async def _assert_refunds_and_notes(conn: AsyncConnection, book: Book) -> None:
@@ -224,3 +250,38 @@ async def _assert_refunds_and_notes(conn: AsyncConnection, book: Book) -> None:
     )
     assert {reseller: len(found) for reseller, found in numbers.items()} == dict(credited)
     assert all(found == list(range(1, len(found) + 1)) for found in numbers.values()), "a gap in credit notes"
+
+
+async def _assert_money_refunds(conn: AsyncConnection, book: Book) -> None:
+    """Each instruction once, ended as the book says (settled by the first settlement, not a later
+    one with the same status), each payment's taken amount what its instructions that did not fail
+    took, and the inbox's outcome of each input the book names one for."""
+    resellers = sorted(book.resellers)
+    i, p = money_refund_instructions.c, money_refund_payments.c
+    rows = await conn.execute(
+        select(
+            i.reseller_id,
+            i.instruction_id,
+            i.payment_id,
+            i.amount_minor,
+            i.debited_minor,
+            i.status,
+            i.settlement_ce_id,
+        ).where(i.reseller_id.in_(resellers))
+    )
+    instructions = {(row[0], row[1]): Instruction(*row[2:]) for row in rows}
+    assert instructions == book.instructions, "instructions differ from what the book entered"
+    rows = await conn.execute(
+        select(p.reseller_id, p.account_id, p.payment_id, p.amount_minor, p.taken_minor).where(
+            p.reseller_id.in_(resellers)
+        )
+    )
+    assert {tuple(row[:3]): tuple(row[3:]) for row in rows} == book.payments, "payments' amounts or taken"
+    n = inbox.c
+    rows = await conn.execute(
+        select(n.reseller_id, n.topic, n.ce_id, n.outcome).where(
+            n.reseller_id.in_(resellers), n.topic.in_(sorted({topic for _, topic, _ in book.outcomes}))
+        )
+    )
+    outcomes = {tuple(row[:3]): row[3] for row in rows}
+    assert {key: outcomes.get(key) for key in book.outcomes} == book.outcomes, "inbox outcomes"

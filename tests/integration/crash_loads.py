@@ -16,8 +16,9 @@ from typing import Any
 
 from schemas.topics import Topic
 from tests.integration.audit import expected_refund
-from tests.integration.crash_book import Account, Book, ce_id_of, terminate
-from tests.integration.harness import adjustment_data, termination_data, unique
+from tests.integration.crash_book import Account, Book, actor, adjuster, ce_id_of, terminate
+from tests.integration.crash_money_refunds import money_refunds
+from tests.integration.harness import termination_data, unique
 from worker.config.settings import Settings
 from worker.engine.outbox import derived_id
 
@@ -54,7 +55,7 @@ def adjustments(accounts: Sequence[Account], book: Book) -> None:
         chosen = {"credit_note_id": unique("CN-op"), "amount": "50.00"}
         by_note = terminate(book, 0, _termination(account, credit_note=chosen))
         charge = {"transaction_id": unique("txn"), "amount": "50.00", "description": "March invoice"}
-        adjust = _adjuster(book, account)
+        adjust = adjuster(book, account)
         credit = adjust("credit", "40.00", delta="40.00")
         adjust("correction", "15.50", delta="15.50")
         adjust("correction", "-25.25", delta="-25.25")  # covered by the 55.50 before it
@@ -73,7 +74,7 @@ def adjustments(accounts: Sequence[Account], book: Book) -> None:
         adjust("reversal", None, refused="already_reversed", reverses=credit)
         adjust("reversal", None, refused="not_reversible", reverses=credit_reversal)
         adjust("reversal", None, refused="unknown_target", reverses=unique("nothing"))
-        adjust("credit", "5.00", refused="forbidden", actor=_actor(account, permissions=["reports:read"]))
+        adjust("credit", "5.00", refused="forbidden", actor=actor(account, permissions=["reports:read"]))
         adjust("correction", "0.00", refused="invalid_amount")
         adjust("correction", "-99999.99", refused="insufficient_balance")  # more than it ever holds
         restated = {**charge, "amount": "60.00"}
@@ -142,7 +143,7 @@ def _notes_of(book: Book, account: Account, termination_partition: int) -> None:
     )
 
 
-LOADS: tuple[Load, ...] = (adjustments, invoice_credit_notes, plain_terminations)
+LOADS: tuple[Load, ...] = (adjustments, invoice_credit_notes, plain_terminations, money_refunds)
 
 
 def _termination(account: Account, **fields: Any) -> dict[str, Any]:
@@ -161,50 +162,3 @@ def _note(account: Account, subscription: str | None, amount: str, at: str) -> d
         "issued_at": f"2021-04-05T{at}:00+08:00",
         "number": f"CN/2021/{unique('n')}",
     }
-
-
-def _actor(account: Account, permissions: list[str]) -> dict[str, Any]:
-    return {"id": "clerk@reseller.example", "reseller_id": account.reseller_id, "permissions": permissions}
-
-
-def _adjuster(book: Book, account: Account) -> Callable[..., str]:
-    """`adjust(kind, amount, delta=... | refused=..., wave=0, **fields)`: sends one adjustment of the
-    account and enters what it must do; returns its adjustment_id. A reversal names the transaction
-    whose refund it `frees`, or the termination refund it `takes_back`."""
-
-    def adjust(
-        kind: str,
-        amount: str | None,
-        *,
-        delta: str | None = None,
-        refused: str | None = None,
-        wave: int = 0,
-        frees: str | None = None,
-        takes_back: str | None = None,
-        **fields: Any,
-    ) -> str:
-        data = adjustment_data(account.account_id, account.reseller_id, kind, amount=amount, **fields)
-        adjustment_id = unique("adj")
-        book.send(wave, Topic.BALANCE_ADJUSTMENT_REQUESTED, data, ce_id=adjustment_id)
-        reseller = account.reseller_id
-        if refused is not None:
-            book.expect(Topic.ADJUSTMENT_REJECTED, reseller, adjustment_id, kind=kind, reason_code=refused)
-            return adjustment_id
-        assert delta is not None, "an applied adjustment names its delta"
-        change, transaction = Decimal(delta), data["transaction"]
-        book.expect(
-            Topic.BALANCE_ADJUSTED,
-            reseller,
-            adjustment_id,
-            kind=kind,
-            delta=change,
-            reverses=data["reverses"],
-            transaction_id=frees or (transaction and transaction["transaction_id"]),
-        )
-        book.expect(
-            Topic.CREDITS_UPDATED, reseller, adjustment_id, cause=kind, delta=change, refund_id=takes_back
-        )
-        book.credit(account, adjustment_id, change)
-        return adjustment_id
-
-    return adjust

@@ -1,9 +1,10 @@
 """Killing the worker again and again while it works through a backlog (tests/integration/test_crash.py).
 
-A load is published in waves: the first before the worker starts, each later one while the worker
-lies killed, once the inputs it waits for are stored (a credit note before its subscription's
-termination, a reversal after the refund it takes back), so an order that spans partitions is
-still the one the test means. Each life of the worker is killed right after a commit that stored
+A load is published in waves: the first before the worker starts (or, after a setup, once the
+worker has stored it), each later one while the worker lies killed, once the inputs it waits for
+are stored (a credit note before its subscription's termination, a reversal after the refund it
+takes back, a settlement after its instruction), so an order that spans partitions is still the
+one the test means. Each life of the worker is killed right after a commit that stored
 inputs of a topic it is aimed at, until every input topic of the wave had its kill: one consumer
 reads every input topic, and on the embedded broker it drains partition after partition (in no
 fixed order of topics), so kills counted over all inputs would mostly land in the topic read first.
@@ -114,13 +115,16 @@ async def kill_repeatedly(
     database_url: str,
     waves: Sequence[Wave],
     kills_per_wave: int,
+    setup: Sequence[Sequence[Raw]] = (),
 ) -> list[Kill]:
     """Publish the first wave; then start the worker and SIGKILL it right after a commit (or, every
     other time, a moment later), again and again: `kills_per_wave` times per wave, the first kills
     each aimed at an input topic of the wave that had none yet. Then, before each later wave, one
     kill more once the inputs that wave waits for are stored; the wave is published while the
-    worker is down. Leaves the worker started again, with every wave published; returns where each
-    kill landed."""
+    worker is down. With `setup`, the worker is started first and each stage published once the
+    one before it is stored, and the first wave once the last is: what a wave needs on another
+    topic, without a wave's kills. Leaves the worker started again, with every wave published;
+    returns where each kill landed."""
     published: list[InputKey] = []
 
     async def publish_wave(wave: Wave) -> None:
@@ -131,6 +135,11 @@ async def kill_repeatedly(
     engine = create_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
+            for stage in filter(None, setup):
+                if not process.running:
+                    process.start()
+                await publish_wave(Wave(list(stage)))
+                await _stored_within(Progress(conn, set()), set(map(input_key, stage)))
             for number, wave in enumerate(waves):
                 await publish_wave(wave)
                 progress = Progress(conn, {reseller for reseller, _, _ in published})
@@ -142,7 +151,8 @@ async def kill_repeatedly(
                     aimed = (topics - hit) or topics
                     of_topic = {t: sum(1 for _, topic, _ in published if topic == t) for t in aimed}
                     waits = waves[number + 1].waits_for if closes and life == lives - 1 else set()
-                    process.start()
+                    if not process.running:  # after the setup
+                        process.start()
                     topic, stored = await _kill_point(progress, of_topic, waits)
                     if len(kills) % 2:
                         await asyncio.sleep(random.uniform(0, LATE_KILL_SECONDS))
@@ -154,6 +164,15 @@ async def kill_repeatedly(
         await engine.dispose()
     process.start()
     return kills
+
+
+async def _stored_within(progress: Progress, keys: set[InputKey]) -> None:
+    deadline = asyncio.get_running_loop().time() + PROGRESS_WITHIN
+    while not await progress.stored(keys):
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"the setup not stored in {PROGRESS_WITHIN:.0f} s"
+        )
+        await asyncio.sleep(0.05)
 
 
 async def _kill_point(
