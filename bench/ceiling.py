@@ -4,7 +4,7 @@
 
 The statements are captured from the worker's code (bench/statements.py): the same look-ups,
 counter upserts, timer update and COPYs, with the same batch size and row shapes, then the outbox
-relay's claim and mark in a transaction of their own, as the worker's relay does. The replay does
+relay's mark of the batch's events in a transaction of its own, as the worker's relay does. The replay does
 no Python work between them (rows and parameters are built before the clock starts), so its rate
 is what PostgreSQL on this machine allows one connection: what the worker could reach if its own
 work cost nothing. bench/throughput.py runs it in the same invocation and reports the ratio.
