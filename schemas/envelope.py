@@ -193,13 +193,11 @@ def _optional(found: Mapping[str, object], name: str, where: str) -> str | None:
     value = found.get(name)
     limit = ID_MAX_LENGTH if name == "id" else ATTRIBUTE_MAX_LENGTH
     if value is None or (isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value):
-        return value  # the usual case in one test; below, which rule a bad value breaks
+        return value  # the usual case in one test; below, which rule a bad value (an empty one too) breaks
     if isinstance(value, str) and len(value) > limit:
         raise OversizeMessage(f"{where}{name} has {len(value)} characters, more than the {limit} allowed")
     if isinstance(value, str) and "\x00" in value:
         raise InvalidAttribute(f"{where}{name} must not contain U+0000 (NUL)")
-    if value is None or (value and isinstance(value, str)):
-        return value
     raise InvalidAttribute(f"{where}{name} must be a non-empty string, got {shown(value)}")
 
 
