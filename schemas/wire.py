@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict
+from pydantic_core import PydanticCustomError
 
 from schemas.limits import (
     EARLIEST_YEAR,
@@ -74,17 +75,33 @@ def _within_calendar(value: DateT) -> DateT:
     return value
 
 
+def _blank() -> PydanticCustomError:
+    return custom_error("blank_string", "must not be empty or blank")
+
+
+def _nul() -> PydanticCustomError:
+    return custom_error("nul_character", "must not contain U+0000 (NUL), which PostgreSQL text cannot hold")
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
-        raise custom_error("blank_string", "must not be empty or blank")
+        raise _blank()
     return value
 
 
 def _storable(value: str) -> str:
     if "\x00" in value:
-        raise custom_error(
-            "nul_character", "must not contain U+0000 (NUL), which PostgreSQL text cannot hold"
-        )
+        raise _nul()
+    return value
+
+
+def _storable_not_blank(value: str) -> str:
+    """`_not_blank` and `_storable` in one call from pydantic-core, five fewer per termination request;
+    a blank text holds no NUL, so at most one of the two refusals applies, whichever is checked first."""
+    if not value.strip():
+        raise _blank()
+    if "\x00" in value:
+        raise _nul()
     return value
 
 
@@ -120,24 +137,21 @@ NonBlankStr = Annotated[
 Identifier = Annotated[
     str,
     Field(min_length=1, max_length=ID_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
-    AfterValidator(_not_blank),
-    AfterValidator(_storable),
+    AfterValidator(_storable_not_blank),
 ]
 """An id of the contract (subscription, account, reseller, credit note): non-blank, bounded."""
 
 NameText = Annotated[
     str,
     Field(min_length=1, max_length=NAME_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
-    AfterValidator(_not_blank),
-    AfterValidator(_storable),
+    AfterValidator(_storable_not_blank),
 ]
 """A short human text (who asked): non-blank, bounded."""
 
 ReasonText = Annotated[
     str,
     Field(min_length=1, max_length=REASON_MAX_LENGTH, json_schema_extra={"pattern": r"\S"}),
-    AfterValidator(_not_blank),
-    AfterValidator(_storable),
+    AfterValidator(_storable_not_blank),
 ]
 """Free text (why): non-blank, bounded."""
 

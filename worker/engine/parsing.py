@@ -29,8 +29,9 @@ DataT = TypeVar("DataT", bound=InputData)
 
 def payload_digest(data: InputData) -> bytes:
     """A digest of what the event says, not of its bytes: a producer re-sending the same request
-    with other whitespace or key order is a redelivery, not an idempotency conflict."""
-    return hashlib.sha256(data.model_dump_json().encode()).digest()
+    with other whitespace or key order is a redelivery, not an idempotency conflict. The bytes are
+    `model_dump_json().encode()`'s, from the serializer directly (no decode and encode again)."""
+    return hashlib.sha256(data.__pydantic_serializer__.to_json(data)).digest()
 
 
 def _read(record: InboundRecord, topic: Topic, model: type[DataT]) -> tuple[str, DataT]:
