@@ -91,7 +91,7 @@ def adjustment_applier(
     async def apply(conn: AsyncConnection, commands: Sequence[AdjustmentCommand]) -> BatchApplied:
         results = await apply_adjustment_batch(conn, commands, now=clock())
         conflicts: list[tuple[int, PoisonMessage]] = [
-            (index, IdempotencyConflict(_conflict_message(result.command)))
+            (index, IdempotencyConflict.reused(result.command.request.adjustment_id))
             for index, result in enumerate(results)
             if result.outcome is Outcome.CONFLICT
         ]
@@ -118,10 +118,3 @@ def _log_decisions(results: Sequence[AdjustmentResult]) -> None:
             "detail": decision.detail if decision is not None else None,
         }
         log.info("adjustment %s", result.outcome.value, extra=fields)
-
-
-def _conflict_message(command: AdjustmentCommand) -> str:
-    return (
-        f"ce_id {command.request.adjustment_id!r} was processed before with another payload; "
-        "a new request needs a new ce_id"
-    )

@@ -137,10 +137,7 @@ def credit_note_applier(
 def _dead_letter(result: NoteResult) -> PoisonMessage:
     if result.outcome is NoteOutcome.REDEFINED:
         return CreditNoteRedefined(result.detail or "the credit note was recorded with other facts")
-    return IdempotencyConflict(
-        f"ce_id {result.command.ce_id!r} was processed before with another payload; "
-        "a new credit note needs a new ce_id"
-    )
+    return IdempotencyConflict.reused(result.command.ce_id, "credit note")
 
 
 def _log_outcomes(results: Sequence[NoteResult]) -> None:

@@ -48,6 +48,13 @@ class IdempotencyConflict(PoisonMessage):
 
     reason = "idempotency_conflict"
 
+    @classmethod
+    def reused(cls, ce_id: str, what: str = "request") -> IdempotencyConflict:
+        """The one wording of this dead letter: `what` names the kind of event that needs a new ce_id."""
+        return cls(
+            f"ce_id {ce_id!r} was processed before with another payload; a new {what} needs a new ce_id"
+        )
+
 
 class SubscriptionOfAnotherAccount(PoisonMessage):
     """An expiry or renewal naming a subscription its reseller knows under another account

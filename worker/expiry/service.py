@@ -191,10 +191,7 @@ def renewal_applier(clock: Callable[[], datetime] = utc_now) -> Apply[AsyncConne
 def _poison(command: ExpiryCommand | RenewalCommand, outcome: object) -> PoisonMessage | None:
     """The dead letter an expiry or renewal becomes: a reused ce_id, or a subscription of another account."""
     if outcome is Redelivery.CONFLICT:
-        return IdempotencyConflict(
-            f"ce_id {command.ce_id!r} was processed before with another payload; "
-            "a new event needs a new ce_id"
-        )
+        return IdempotencyConflict.reused(command.ce_id, "event")
     if outcome is Refused.ACCOUNT_MISMATCH:
         return SubscriptionOfAnotherAccount(
             f"subscription {command.subscription_id!r} of reseller {command.reseller_id!r} belongs to "

@@ -92,7 +92,7 @@ def money_refund_applier(
     async def apply(conn: AsyncConnection, commands: Sequence[MoneyRefundCommand]) -> Applied:
         results = await apply_money_refund_batch(conn, commands, now=clock(), settle_within=settle_within)
         conflicts: list[tuple[int, PoisonMessage]] = [
-            (index, IdempotencyConflict(_conflict_message(result.command)))
+            (index, IdempotencyConflict.reused(result.command.request.request_id))
             for index, result in enumerate(results)
             if result.outcome is RequestOutcome.CONFLICT
         ]
@@ -122,10 +122,3 @@ def _log_decisions(results: Sequence[MoneyRefundResult]) -> None:
             "detail": decision.detail if decision is not None else None,
         }
         log.info("money refund %s", result.outcome.value, extra=fields)
-
-
-def _conflict_message(command: MoneyRefundCommand) -> str:
-    return (
-        f"ce_id {command.request.request_id!r} was processed before with another payload; "
-        "a new request needs a new ce_id"
-    )

@@ -102,10 +102,7 @@ def _dead_letter(result: SettlementResult) -> PoisonMessage:
         return SettlementConflict(
             result.detail or f"instruction {settlement.instruction_id} settled otherwise"
         )
-    return IdempotencyConflict(
-        f"ce_id {result.command.ce_id!r} was processed before with another payload; "
-        "a new settlement needs a new ce_id"
-    )
+    return IdempotencyConflict.reused(result.command.ce_id, "settlement")
 
 
 def _log_answers(results: Sequence[SettlementResult]) -> None:

@@ -208,7 +208,7 @@ def termination_applier(
     async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
         batch = await _apply_batch(conn, commands, policy, clock())
         conflicts: list[tuple[int, PoisonMessage]] = [
-            (index, IdempotencyConflict(_conflict_message(result.command)))
+            (index, IdempotencyConflict.reused(result.command.request_id))
             for index, result in enumerate(batch.results)
             if result.outcome is Outcome.CONFLICT
         ]
@@ -237,11 +237,4 @@ def _log_decisions(results: Sequence[CommandResult]) -> None:
         sum(counts.values()),
         *counts.values(),
         extra={f"{outcome.value}_ce_ids": ",".join(found) for outcome, found in ids.items()},
-    )
-
-
-def _conflict_message(command: TerminationCommand) -> str:
-    return (
-        f"ce_id {command.request_id!r} was processed before with another payload; "
-        "a new request needs a new ce_id"
     )
