@@ -221,20 +221,21 @@ def build_worker(settings: Settings, services: Services) -> Worker:
 
     @app.after_startup
     async def start_relay() -> None:
-        background.append(asyncio.create_task(relay.run(settings.outbox_poll_seconds), name="outbox-relay"))
+        relay.start(settings.outbox_poll_seconds)
         background.append(asyncio.create_task(timers.run(), name="expiry-timers"))
         background.append(asyncio.create_task(overdue.run(), name="overdue-money-refunds"))
         background.append(asyncio.create_task(liveness.watch_loop(), name="liveness-heartbeat"))
         startup.started = True
 
     @app.on_shutdown
-    async def stop_relay() -> None:
+    async def stop_background() -> None:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)  # each ends by its cancellation
 
     @app.after_shutdown
     async def release() -> None:
+        await relay.drain()  # the consumers have stopped: what they committed leaves now, once
         await producer.stop()
         await release_engine(engine)
 

@@ -46,8 +46,11 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     assert settings.kafka_bootstrap_servers is not None
     assert settings.database_url is not None
     worker = build_worker(settings, Services(settings.kafka_bootstrap_servers, settings.database_url))
-    async with worker.app:
+    try:  # stopped even when its start is interrupted: a worker left running consumes later tests' topics
+        await worker.app.start()
         yield worker
+    finally:
+        await worker.app.stop()
 
 
 def unique(prefix: str) -> str:

@@ -67,24 +67,26 @@ async def test_an_unanswered_refund_is_reported_overdue_once_across_a_restart_an
     )
     account, reseller, ce_id = unique("acc"), unique("res"), unique("mr")
     instruction = instruction_id(reseller, ce_id)
-    async with OutputWatcher(kafka_bootstrap) as watcher:
-        async with running_worker(settings):
-            request = money_refund_data(account, reseller, amount="15.99")
-            await publish(kafka_bootstrap, [event(Topic.MONEY_REFUND_REQUESTED, request, ce_id)])
-            await watcher.wait_for(lambda got: statuses(got, instruction) == ["instructed"], within=60.0)
-        assert await reported_at(database_url, reseller, instruction) is None  # not before it stopped
-        # No worker runs while the deadline passes.
-        await asyncio.sleep(TIMEOUT_SECONDS)
-        async with running_worker(settings):
-            await watcher.wait_for(
-                lambda got: "overdue" in statuses(got, instruction), within=60.0, settle=1.5
-            )
-            assert statuses(watcher.received, instruction) == ["instructed", "overdue"]
-            late = settlement_data(instruction, account, reseller, "succeeded", detail="late but fine")
-            await publish(kafka_bootstrap, [event(Topic.PAYMENT_REFUND_SETTLED, late, unique("st"))])
-            await watcher.wait_for(
-                lambda got: "succeeded" in statuses(got, instruction), within=60.0, settle=1.0
-            )
+    # Bounded here, not by pytest-timeout: a timeout raised inside the test still stops its workers.
+    async with asyncio.timeout(150):
+        async with OutputWatcher(kafka_bootstrap) as watcher:
+            async with running_worker(settings):
+                request = money_refund_data(account, reseller, amount="15.99")
+                await publish(kafka_bootstrap, [event(Topic.MONEY_REFUND_REQUESTED, request, ce_id)])
+                await watcher.wait_for(lambda got: statuses(got, instruction) == ["instructed"], within=60.0)
+            assert await reported_at(database_url, reseller, instruction) is None  # not before it stopped
+            # No worker runs while the deadline passes.
+            await asyncio.sleep(TIMEOUT_SECONDS)
+            async with running_worker(settings):
+                await watcher.wait_for(
+                    lambda got: "overdue" in statuses(got, instruction), within=60.0, settle=1.5
+                )
+                assert statuses(watcher.received, instruction) == ["instructed", "overdue"]
+                late = settlement_data(instruction, account, reseller, "succeeded", detail="late but fine")
+                await publish(kafka_bootstrap, [event(Topic.PAYMENT_REFUND_SETTLED, late, unique("st"))])
+                await watcher.wait_for(
+                    lambda got: "succeeded" in statuses(got, instruction), within=60.0, settle=1.0
+                )
 
     assert statuses(watcher.received, instruction) == ["instructed", "overdue", "succeeded"]
     (overdue,) = [

@@ -4,6 +4,7 @@ publishing fails (a crash between the commit and the send is the same: the rows 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
@@ -128,3 +129,52 @@ async def test_past_its_bound_memory_is_dropped_and_the_table_is_claimed_instead
 
     assert await unsent(database, events) == set()
     assert {ce_id(r) for r in broker.sent} >= {e.event_id for e in events}
+
+
+class HeldBroker(Broker):
+    """Takes the records, then holds its acknowledgement until released (or forever)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, records: Sequence[OutboundRecord]) -> None:
+        self.sent.extend(records)
+        self.holding.set()
+        await self.release.wait()
+
+
+async def test_a_graceful_stop_lets_the_publish_in_flight_commit_its_mark(database: AsyncEngine) -> None:
+    events = await committed(database, 2)
+    broker = HeldBroker()
+    relay = OutboxRelay(database, broker, source="/tests", batch_size=100_000)
+    relay.start(poll_seconds=60.0)
+    relay.publish(events)
+    await asyncio.wait_for(broker.holding.wait(), timeout=10)  # the broker has them, the mark is open
+
+    draining = asyncio.create_task(relay.drain(grace_seconds=10))
+    await asyncio.sleep(0.1)
+    assert not draining.done()  # a cancelled pass would roll the mark back: the next start resends
+    broker.release.set()
+    await draining
+
+    assert await unsent(database, events) == set()
+    sent_ids = [ce_id(r) for r in broker.sent]
+    assert [sent_ids.count(e.event_id) for e in events] == [1, 1]
+
+
+async def test_a_stop_waits_no_longer_than_its_grace_and_leaves_the_rows_for_the_next_start(
+    database: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = await committed(database, 2)
+    broker = HeldBroker()  # never released: a broker that never acknowledges
+    relay = OutboxRelay(database, broker, source="/tests", batch_size=100_000)
+    relay.start(poll_seconds=60.0)
+    relay.publish(events)
+    await asyncio.wait_for(broker.holding.wait(), timeout=10)
+
+    await asyncio.wait_for(relay.drain(grace_seconds=0.2), timeout=5)
+
+    assert await unsent(database, events) == {e.event_id for e in events}
+    assert "stopped with events unpublished" in caplog.text

@@ -35,6 +35,10 @@ __all__ = ["OutboxEvent", "OutboxRelay", "derived_id"]
 
 log = logging.getLogger(__name__)
 
+# How long a graceful stop waits for the relay: the broker's acknowledgement wait (15 s) plus a
+# little, inside the deployment's termination grace period (deploy/k8s/deployment.yaml, 60 s).
+DRAIN_SECONDS = 20.0
+
 
 class OutboxRelay:
     """Publishes committed events, then marks them sent; see the module's docstring.
@@ -63,6 +67,8 @@ class OutboxRelay:
         self._claim_due = True  # at start: whatever a crash left unsent goes first
         self._poll_seconds = 1.0
         self._next_claim = 0.0
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Called after a decision commits whose events are only in the table: claim them now rather
@@ -81,8 +87,29 @@ class OutboxRelay:
             self._pending.extend(events)
         self._wake.set()
 
+    def start(self, poll_seconds: float) -> None:
+        self._task = asyncio.create_task(self.run(poll_seconds), name="outbox-relay")
+
+    async def drain(self, grace_seconds: float = DRAIN_SECONDS) -> None:
+        """Called once the consumers have stopped: publish what they committed, then stop; cancelled
+        after `grace_seconds` (a broker that never acknowledges), the rest left to the next start."""
+        if self._task is None:
+            return
+        self.stop()
+        try:
+            await asyncio.wait_for(self._task, timeout=grace_seconds)
+        except TimeoutError:
+            log.warning("outbox relay stopped with events unpublished; the next start publishes them")
+
+    def stop(self) -> None:
+        """Graceful stop: `run` publishes what is waiting in memory and returns. Awaiting it, rather
+        than cancelling it, matters: a pass cancelled between the broker's acknowledgement and the
+        mark's commit rolls the mark back, and the next start publishes those events again."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self, poll_seconds: float) -> None:
-        """Relay until cancelled; failures are retried with jittered backoff, never lost. An outage
+        """Relay until stopped or cancelled; failures are retried with jittered backoff, never lost. An outage
         is logged as it starts, now and then while it lasts and when it ends (worker.engine.outage.Outage);
         only an error that is no outage carries its traceback, on its first line."""
         meanwhile = "unsent events stay in the outbox; retrying with backoff"
@@ -92,6 +119,7 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         while True:
             delay = poll_seconds
+            stopping = self._stopping  # read first: stop() during this pass gets one more pass
             try:
                 await self.relay_due()
                 outage.ended()
@@ -99,6 +127,9 @@ class OutboxRelay:
                 self._pending.clear()  # all in the table: claimed in order once the outage ends
                 self._claim_due = True
                 delay = outage.failed(error, traceback=classify(error) is not FailureKind.INFRASTRUCTURE)
+                stopping = self._stopping  # the next start claims them; no retrying while stopping
+            if stopping:
+                return
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
