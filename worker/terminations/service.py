@@ -113,9 +113,10 @@ async def _apply_batch(
             owners[_subscription(command)] = command.account_id
             if result.decision.credit_note is not None:
                 used_notes.add((command.reseller_id, result.decision.credit_note.credit_note_id))
-            ledgers[command.reseller_id] = note_ledger_after(
-                ledger, command.subscription_id, refund_id_of(command), verdict
-            )
+            if ledger.notes:  # else `terminated` keeps all the guard needs, and a copy a request cost O(n)
+                ledgers[command.reseller_id] = note_ledger_after(
+                    ledger, command.subscription_id, refund_id_of(command), verdict
+                )
             batch.accepted.append((command, result.decision))
 
     first_numbers = await next_credit_note_numbers(conn, own_notes_per_reseller(batch.accepted))
