@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.topics import Topic
@@ -231,6 +231,12 @@ async def _assert_refunds_and_notes(conn: AsyncConnection, book: Book) -> None:
         select(r.reseller_id, r.refund_id, r.method, r.amount_minor).where(r.reseller_id.in_(resellers))
     )
     assert {(row[0], row[1]): (row[2], row[3]) for row in paid} == book.refunds
+    # What the foreign key to terminations held until migration 0012: no refund without its termination.
+    orphans = select(r.refund_id).where(
+        r.reseller_id.in_(resellers),
+        ~exists().where(t.reseller_id == r.reseller_id, t.subscription_id == r.subscription_id),
+    )
+    assert (await conn.execute(orphans)).all() == []
     notes = await conn.execute(
         select(n.reseller_id, n.credit_note_id, n.refund_id, n.conflict_refund_id).where(
             n.reseller_id.in_(resellers)

@@ -8,7 +8,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKeyConstraint,
     Integer,
     PrimaryKeyConstraint,
     Table,
@@ -63,9 +62,8 @@ refunds = Table(
     Column("issued_at", DateTime(timezone=True), nullable=False),
     created_at(),
     PrimaryKeyConstraint("reseller_id", "refund_id"),
-    ForeignKeyConstraint(
-        ["reseller_id", "subscription_id"], ["terminations.reseller_id", "terminations.subscription_id"]
-    ),
+    # No foreign key to terminations since migration 0012: its per-row check was the costliest part
+    # of a termination batch; a refund is written only with its termination, in one transaction.
     CheckConstraint("amount_minor > 0", name="amount_positive"),
     CheckConstraint("method IN ('account_credit', 'credit_note')", name="method"),
 )
