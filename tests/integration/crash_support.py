@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -117,14 +118,14 @@ async def kill_repeatedly(
     kills_per_wave: int,
     setup: Sequence[Sequence[Raw]] = (),
 ) -> list[Kill]:
-    """Publish the first wave; then start the worker and SIGKILL it right after a commit (or, every
-    other time, a moment later), again and again: `kills_per_wave` times per wave, the first kills
-    each aimed at an input topic of the wave that had none yet. Then, before each later wave, one
-    kill more once the inputs that wave waits for are stored; the wave is published while the
-    worker is down. With `setup`, the worker is started first and each stage published once the
-    one before it is stored, and the first wave once the last is: what a wave needs on another
-    topic, without a wave's kills. Leaves the worker started again, with every wave published;
-    returns where each kill landed."""
+    """Start the worker and SIGKILL it right after a commit (or, every other time, a moment later),
+    again and again: `kills_per_wave` times per wave, the first kills each aimed at an input topic
+    of the wave that had none yet, smallest first, each topic published when first aimed at (the
+    first while the worker is down). Then, before each later wave, one kill more once the inputs
+    that wave waits for are stored. With `setup`, the worker is started first and each stage
+    published once the one before it is stored, and the first wave once the last is: what a wave
+    needs on another topic, without a wave's kills. Leaves the worker started again, with every
+    wave published; returns where each kill landed."""
     published: list[InputKey] = []
 
     async def publish_wave(wave: Wave) -> None:
@@ -141,16 +142,28 @@ async def kill_repeatedly(
                 await publish_wave(Wave(list(stage)))
                 await _stored_within(Progress(conn, set()), set(map(input_key, stage)))
             for number, wave in enumerate(waves):
-                await publish_wave(wave)
-                progress = Progress(conn, {reseller for reseller, _, _ in published})
-                topics = {topic for _, topic, _ in map(input_key, wave.messages)}
+                keys = [input_key(message) for message in wave.messages]
+                resellers = {reseller for reseller, _, _ in [*published, *keys]}
+                progress = Progress(conn, resellers)
+                sizes = Counter(topic for _, topic, _ in keys)
+                unpublished: dict[str, list[Raw]] = {}
+                for message, (_, topic, _) in zip(wave.messages, keys, strict=True):
+                    unpublished.setdefault(topic, []).append(message)
+                topics = set(sizes)
                 closes = number + 1 < len(waves)  # one life more, to wait for the next wave's
                 lives = max(kills_per_wave, len(topics)) + closes
                 for life in range(lives):
                     hit = {kill.topic for kill in kills if kill.wave == number}
-                    aimed = (topics - hit) or topics
-                    of_topic = {t: sum(1 for _, topic, _ in published if topic == t) for t in aimed}
                     waits = waves[number + 1].waits_for if closes and life == lives - 1 else set()
+                    # The smallest topic not hit yet, alone, published only now (topics of a wave
+                    # need no order among them): published and aimed at with the others, a small
+                    # one could be read to its end while the kill waited on a larger one.
+                    unhit = topics - hit
+                    aimed = {min(unhit, key=lambda t: (sizes[t], t))} if unhit else topics
+                    for topic in sorted(topics if waits else aimed & unpublished.keys()):
+                        if topic in unpublished:
+                            await publish_wave(Wave(unpublished.pop(topic)))
+                    of_topic = {t: sum(1 for _, topic, _ in published if topic == t) for t in aimed}
                     if not process.running:  # after the setup
                         process.start()
                     topic, stored = await _kill_point(progress, of_topic, waits)
@@ -160,6 +173,8 @@ async def kill_repeatedly(
                     kills.append(
                         Kill(number, topic, stored, of_topic.get(topic or "", 0), waited=bool(waits))
                     )
+                for messages in unpublished.values():  # none: a life each reached every topic
+                    await publish_wave(Wave(messages))
     finally:
         await engine.dispose()
     process.start()
