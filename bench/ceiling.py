@@ -21,8 +21,9 @@ from typing import Any
 
 import asyncpg
 
+from bench.services import fresh_database
 from bench.statements import Copy, RecordedBatch, Statement, Step, commands, record_batches, request
-from worker.engine.runtime import create_engine
+from worker.engine.runtime import create_engine, migrate_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +44,20 @@ CpuReading = Callable[[], dict[str, float]]
 async def record_run(
     database_url: str, run: str, *, requests: int, batch: int, accounts: int, relay_batch_size: int = 2000
 ) -> list[RecordedBatch]:
-    """The statements a worker issues for `requests` requests read in batches of `batch`."""
+    """The statements a worker issues for `requests` requests read in batches of `batch`, captured in
+    a scratch database of the same server, migrated and each batch committed there as the worker
+    commits it (the statements do not depend on the rows of other keys a prefill adds)."""
     parsed = commands([request(i, run, accounts) for i in range(requests)])
     batches = [parsed[i : i + batch] for i in range(0, len(parsed), batch)]
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        return await record_batches(engine, batches, relay=True, relay_batch_size=relay_batch_size)
-    finally:
-        await engine.dispose()
+    async with fresh_database(database_url) as scratch_url:  # created from a connection to this one
+        await migrate_database(scratch_url)
+        engine = create_engine(scratch_url, pool_size=1)
+        try:
+            return await record_batches(
+                engine, batches, relay=True, relay_batch_size=relay_batch_size, commit_each=True
+            )
+        finally:
+            await engine.dispose()
 
 
 async def replay(
@@ -95,7 +102,7 @@ async def ceiling(
     started = time.perf_counter()
     recorded = await record_run(database_url, run, requests=requests, batch=batch, accounts=accounts)
     recording = time.perf_counter() - started
-    await vacuum(database_url)  # the rolled-back capture left dead rows the worker's run has not
+    await vacuum(database_url)
     return await replay(database_url, recorded, requests), recording
 
 
@@ -109,8 +116,7 @@ async def vacuum(database_url: str) -> None:
 
 async def _main(options: argparse.Namespace) -> None:
     from bench.prefill import prefill
-    from bench.services import fresh_database, services
-    from worker.engine.runtime import migrate_database
+    from bench.services import services
 
     with services(kafka=False) as (_, server_url):
         async with fresh_database(server_url) as database_url:

@@ -148,9 +148,12 @@ async def record_batches(
     *,
     relay: bool = True,
     relay_batch_size: int = 2000,
+    commit_each: bool = False,
 ) -> list[RecordedBatch]:
     """Each batch's statements, as the worker issues them one batch after the other (each batch
-    sees the ones before). Rolled back: the database is left as it was."""
+    sees the ones before). Rolled back, the database left as it was; with `commit_each`, each batch
+    is committed instead, as the worker does (one transaction for many batches holds all their
+    advisory locks at once, and a few thousand fill the server's lock table)."""
     recorded: list[RecordedBatch] = []
     committed: list[OutboxEvent] = []
     apply = termination_applier(RefundPolicy(window_days=14), lambda _: None, publish=committed.extend)
@@ -178,6 +181,9 @@ async def record_batches(
                         await outbox_relay.publish_committed(events)
                     committed.clear()
                     recorded.append(RecordedBatch(applied, relayed))
+                    if commit_each:
+                        await transaction.commit()
+                        transaction = await conn.begin()
             finally:
                 await transaction.rollback()
     return recorded

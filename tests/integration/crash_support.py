@@ -147,8 +147,8 @@ async def kill_repeatedly(
                 progress = Progress(conn, resellers)
                 sizes = Counter(topic for _, topic, _ in keys)
                 unpublished: dict[str, list[Raw]] = {}
-                for message, (_, topic, _) in zip(wave.messages, keys, strict=True):
-                    unpublished.setdefault(topic, []).append(message)
+                for message, (_, of, _) in zip(wave.messages, keys, strict=True):
+                    unpublished.setdefault(of, []).append(message)
                 topics = set(sizes)
                 closes = number + 1 < len(waves)  # one life more, to wait for the next wave's
                 lives = max(kills_per_wave, len(topics)) + closes
@@ -160,9 +160,9 @@ async def kill_repeatedly(
                     # one could be read to its end while the kill waited on a larger one.
                     unhit = topics - hit
                     aimed = {min(unhit, key=lambda t: (sizes[t], t))} if unhit else topics
-                    for topic in sorted(topics if waits else aimed & unpublished.keys()):
-                        if topic in unpublished:
-                            await publish_wave(Wave(unpublished.pop(topic)))
+                    for name in sorted(topics if waits else aimed & unpublished.keys()):
+                        if name in unpublished:
+                            await publish_wave(Wave(unpublished.pop(name)))
                     of_topic = {t: sum(1 for _, topic, _ in published if topic == t) for t in aimed}
                     if not process.running:  # after the setup
                         process.start()
