@@ -3,7 +3,6 @@ saying so, and the whole original kept in PostgreSQL; its batch is never rewound
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -132,7 +131,7 @@ async def test_an_oversize_poison_message_is_dead_lettered_cut_and_kept_whole_in
         retry=RetryPolicy(backoff_seconds=0.0),
     )
     original = inbound(b"{" * (MEGABYTE + 100))
-    small = dataclasses.replace(original, offset=78, value=b"{")
+    small = original._replace(offset=78, value=b"{")
 
     report = await pipeline.process([original, small])
 
@@ -173,7 +172,7 @@ async def test_a_message_the_parser_fails_on_unexpectedly_is_dead_lettered_not_r
         retry=RetryPolicy(backoff_seconds=0.0),
     )
     first = inbound(b"{}")
-    report = await pipeline.process([first, dataclasses.replace(first, offset=78)])
+    report = await pipeline.process([first, first._replace(offset=78)])
 
     assert report.offsets == {("termination-requested", 2): 79}
     assert applied == ["ok"]

@@ -8,7 +8,6 @@ replaced, never piled up, when a replayed message fails again.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import traceback
 from collections.abc import Sequence
@@ -95,16 +94,14 @@ def fit_for_broker(letter: OutboundRecord, limit: int = DEAD_LETTER_MAX_BYTES) -
     if record_size(letter) <= limit:
         return letter, False
     value = letter.value or b""
-    cut = dataclasses.replace(
-        letter, value=b"", headers=(*letter.headers, (VALUE_TRUNCATED, b"%d" % len(value)))
-    )
+    cut = letter._replace(value=b"", headers=(*letter.headers, (VALUE_TRUNCATED, b"%d" % len(value))))
     if record_size(cut) > limit:  # the key and the message's own headers alone are too large
         own = [header for header in cut.headers if not header[0].startswith(DLT_PREFIX)]
         kept = tuple(header for header in cut.headers if header[0].startswith(DLT_PREFIX))
         key = None if letter.key is None else letter.key[:KEY_MAX_BYTES]
-        cut = dataclasses.replace(cut, key=key, headers=(*kept, (HEADERS_DROPPED, b"%d" % len(own))))
+        cut = cut._replace(key=key, headers=(*kept, (HEADERS_DROPPED, b"%d" % len(own))))
     room = max(limit - record_size(cut) - _VARINT_SLACK, 0)
-    return dataclasses.replace(cut, value=value[:room]), True
+    return cut._replace(value=value[:room]), True
 
 
 # A longer value also lengthens the varint that counts it: a few bytes, kept free.

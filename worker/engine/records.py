@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 Headers = tuple[tuple[str, bytes | None], ...]
 """As Kafka carries them: a header value may be null (aiokafka gives None)."""
 
 
-@dataclass(frozen=True, slots=True)
-class InboundRecord:
+# Named tuples, not frozen dataclasses: as immutable, and built in a third of the time (several a
+# request, issue 13).
+class InboundRecord(NamedTuple):
     topic: str
     partition: int
     offset: int
@@ -20,8 +21,7 @@ class InboundRecord:
     timestamp_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundRecord:
+class OutboundRecord(NamedTuple):
     topic: str
     key: bytes | None
     value: bytes | None

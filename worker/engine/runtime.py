@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from worker.config.settings import async_database_url, redacted
 from worker.db.bulk import to_json
 from worker.db.migrate import upgrade_to_head
+from worker.engine.partitioning import murmur2, partition_of
 from worker.engine.records import OutboundRecord
 
 log = logging.getLogger(__name__)
@@ -108,16 +108,17 @@ class ProducerSender:
     async def _send_batches(self, records: Sequence[OutboundRecord]) -> list[asyncio.Future[Any]]:
         producer, futures = self._producer, []
         partitions: dict[str, list[int]] = {}
-        chosen: dict[tuple[str, bytes], int] = {}
+        hashes: dict[bytes, int] = {}  # by key alone: a request's outputs to several topics share keys
         batches: dict[tuple[str, int], Any] = {}
         for record in records:
             topic, key = record.topic, record.key or b""
-            partition = chosen.get((topic, key))
-            if partition is None:
-                if topic not in partitions:
-                    partitions[topic] = sorted(await producer.partitions_for(topic))
-                every = partitions[topic]
-                partition = chosen[(topic, key)] = every[(murmur2(key) & 0x7FFFFFFF) % len(every)]
+            every = partitions.get(topic)
+            if every is None:
+                every = partitions[topic] = sorted(await producer.partitions_for(topic))
+            key_hash = hashes.get(key)
+            if key_hash is None:
+                key_hash = hashes[key] = murmur2(key)
+            partition = partition_of(key_hash, every)
             batch = batches.get((topic, partition))
             if batch is None:
                 batch = batches[(topic, partition)] = producer.create_batch()

@@ -90,9 +90,10 @@ async def _apply_batch(
     ledgers = _ledgers(notes)
 
     batch = BatchRows(now=now)
+    known = _Known(owners, terminated, used_notes)  # updated below as the batch decides
     for command in commands:
         ledger = ledgers.get(command.reseller_id) or NoteLedger(command.reseller_id)
-        result, verdict = _judge(command, seen, _Known(owners, terminated, used_notes), ledger, policy)
+        result, verdict = _judge(command, seen, known, ledger, policy)
         batch.results.append(result)
         if result.outcome in (Outcome.DUPLICATE, Outcome.CONFLICT):
             continue
