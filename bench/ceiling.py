@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +115,10 @@ async def vacuum(database_url: str) -> None:
         await conn.close()
 
 
-async def _main(options: argparse.Namespace) -> None:
+@contextlib.asynccontextmanager
+async def prefilled_database(prefill_rows: int) -> AsyncIterator[str]:
+    """A fresh database at the schema's head, its looked-up tables prefilled (bench/prefill.py), on
+    the configured or embedded server: for the tools that replay the worker's statements alone."""
     from bench.prefill import prefill
     from bench.services import services
 
@@ -123,16 +127,17 @@ async def _main(options: argparse.Namespace) -> None:
             await migrate_database(database_url)
             engine = create_engine(database_url)
             try:
-                await prefill(engine, options.prefill)
+                await prefill(engine, prefill_rows)
             finally:
                 await engine.dispose()
-            run, _ = await ceiling(
-                database_url,
-                "ceil",
-                requests=options.requests,
-                batch=options.batch,
-                accounts=options.accounts,
-            )
+            yield database_url
+
+
+async def _main(options: argparse.Namespace) -> None:
+    async with prefilled_database(options.prefill) as database_url:
+        run, _ = await ceiling(
+            database_url, "ceil", requests=options.requests, batch=options.batch, accounts=options.accounts
+        )
     print(f"ceiling  {run.rate:,.0f} requests/s ({run.requests} requests in {run.seconds:.2f} s)")
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from bench.ceiling import record_run, vacuum
+from bench.ceiling import prefilled_database, record_run, vacuum
 from bench.statements import Copy, RecordedBatch, Statement, Step
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -79,23 +79,12 @@ async def _timed(
 
 
 async def _main(options: argparse.Namespace) -> None:
-    from bench.prefill import prefill
-    from bench.services import fresh_database, services
-    from worker.engine.runtime import create_engine, migrate_database
-
-    with services(kafka=False) as (_, server_url):
-        async with fresh_database(server_url) as database_url:
-            await migrate_database(database_url)
-            engine = create_engine(database_url)
-            try:
-                await prefill(engine, options.prefill)
-            finally:
-                await engine.dispose()
-            recorded = await record_run(
-                database_url, "cost", requests=options.requests, batch=options.batch, accounts=2000
-            )
-            await vacuum(database_url)
-            spent = await costs(database_url, recorded)
+    async with prefilled_database(options.prefill) as database_url:
+        recorded = await record_run(
+            database_url, "cost", requests=options.requests, batch=options.batch, accounts=2000
+        )
+        await vacuum(database_url)
+        spent = await costs(database_url, recorded)
     per_request = 1e6 / options.requests
     run = f"{options.requests} requests in batches of {options.batch}, prefill {options.prefill}"
     print(f"{'server CPU':>10} {'wall':>8}  µs per request; {run}")

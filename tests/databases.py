@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+from alembic import command
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from worker.config.settings import async_database_url
-from worker.db.migrate import upgrade_to_head
+from worker.db.migrate import alembic_config, upgrade_to_head
 from worker.engine.runtime import create_engine
 
 
@@ -45,3 +47,21 @@ async def migrated_engine(server_url: str, prefix: str) -> AsyncIterator[AsyncEn
             yield engine
         finally:
             await engine.dispose()
+
+
+@asynccontextmanager
+async def empty_engine(server_url: str, prefix: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh database without a schema: a migration test takes it where it wants."""
+    async with fresh_database(server_url, prefix) as url:
+        engine = create_engine(url, pool_size=1)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+def migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
+    """Alembic up (or `down`) to `revision` on this connection, for `conn.run_sync(migrate, ...)`."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(config, revision)

@@ -6,14 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.databases import fresh_database
-from worker.db.migrate import alembic_config
-from worker.engine.runtime import create_engine
+from tests.databases import empty_engine, migrate
 
 # What a release at 0006 wrote: reseller res-a terminated sub-1 (request req-1) with a refund to
 # acc-1's balance; reseller res-b has a timer for sub-2 (expiry exp-1, set aside) and its renewal ren-1.
@@ -45,18 +42,8 @@ INSERT INTO inbox (topic, ce_id, payload_sha256, outcome) VALUES
 
 @pytest.fixture
 async def empty_database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
-    async with fresh_database(postgres_server_url) as url:
-        engine = create_engine(url, pool_size=1)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-
-
-def _migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    (command.downgrade if down else command.upgrade)(config, revision)
+    async with empty_engine(postgres_server_url, "refund_svc_m07") as engine:
+        yield engine
 
 
 def _primary_keys(connection: Connection) -> dict[str, list[str]]:
@@ -70,11 +57,11 @@ def _primary_keys(connection: Connection) -> dict[str, list[str]]:
 
 async def test_0007_keeps_every_row_and_keys_it_by_its_reseller(empty_database: AsyncEngine) -> None:
     async with empty_database.begin() as conn:
-        await conn.run_sync(_migrate, "0006")
+        await conn.run_sync(migrate, "0006")
         for statement in BEFORE_0007.split(";\n"):
             if statement.strip():
                 await conn.execute(text(statement))
-        await conn.run_sync(_migrate, "0007")
+        await conn.run_sync(migrate, "0007")
     async with empty_database.connect() as conn:
         inbox: dict[str, str] = dict(
             (await conn.execute(text("SELECT ce_id, reseller_id FROM inbox"))).tuples().all()
@@ -96,7 +83,7 @@ async def test_after_0007_two_resellers_share_ids_and_the_downgrade_refuses_to_m
     empty_database: AsyncEngine,
 ) -> None:
     async with empty_database.begin() as conn:
-        await conn.run_sync(_migrate, "0007")
+        await conn.run_sync(migrate, "0007")
         for reseller in ("res-a", "res-b"):
             await conn.execute(
                 text(
@@ -107,4 +94,4 @@ async def test_after_0007_two_resellers_share_ids_and_the_downgrade_refuses_to_m
             )
     with pytest.raises(Exception, match="more than one reseller"):
         async with empty_database.begin() as conn:
-            await conn.run_sync(_migrate, "0006", down=True)
+            await conn.run_sync(migrate, "0006", down=True)

@@ -6,15 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.databases import fresh_database
-from worker.db.migrate import alembic_config
-from worker.engine.runtime import create_engine
+from tests.databases import empty_engine, migrate
 
 # What a release at 0010 wrote: a refund of 1.00 SGD to acc-1's credits.
 BEFORE_0011 = """
@@ -36,18 +33,8 @@ INSERT INTO money_refund_instructions (reseller_id, instruction_id, request_id, 
 
 @pytest.fixture
 async def empty_database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
-    async with fresh_database(postgres_server_url, prefix="refund_svc_m11") as url:
-        engine = create_engine(url, pool_size=1)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-
-
-def _migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    (command.downgrade if down else command.upgrade)(config, revision)
+    async with empty_engine(postgres_server_url, "refund_svc_m11") as engine:
+        yield engine
 
 
 def _shape(connection: Connection) -> tuple[set[str], set[str]]:
@@ -59,11 +46,11 @@ async def test_0011_adds_the_money_refund_tables_and_keeps_the_ledger_as_it_was(
     empty_database: AsyncEngine,
 ) -> None:
     async with empty_database.begin() as conn:
-        await conn.run_sync(_migrate, "0010")
+        await conn.run_sync(migrate, "0010")
         for statement in BEFORE_0011.split(";\n"):
             if statement.strip():
                 await conn.execute(text(statement))
-        await conn.run_sync(_migrate, "0011")
+        await conn.run_sync(migrate, "0011")
     async with empty_database.connect() as conn:
         tables, ledger_columns = await conn.run_sync(_shape)
         entry = (
@@ -86,7 +73,7 @@ async def test_0011_adds_the_money_refund_tables_and_keeps_the_ledger_as_it_was(
 
 async def test_an_instruction_debits_all_of_its_amount_or_nothing(empty_database: AsyncEngine) -> None:
     async with empty_database.begin() as conn:
-        await conn.run_sync(_migrate, "0011")
+        await conn.run_sync(migrate, "0011")
         for debited, instruction in ((0, "ins-1"), (5000, "ins-2")):
             await conn.execute(
                 text(INSTRUCTION),
@@ -99,9 +86,9 @@ async def test_an_instruction_debits_all_of_its_amount_or_nothing(empty_database
 
 async def test_0011_goes_down_to_0010_and_up_again(empty_database: AsyncEngine) -> None:
     async with empty_database.begin() as conn:
-        await conn.run_sync(_migrate, "0011")
-        await conn.run_sync(_migrate, "0010", down=True)
+        await conn.run_sync(migrate, "0011")
+        await conn.run_sync(migrate, "0010", down=True)
         tables, ledger_columns = await conn.run_sync(_shape)
-        await conn.run_sync(_migrate, "0011")
+        await conn.run_sync(migrate, "0011")
     assert not {"money_refund_instructions", "money_refund_payments"} & tables
     assert "instruction_id" not in ledger_columns

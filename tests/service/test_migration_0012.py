@@ -6,30 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from alembic import command
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.databases import fresh_database
-from worker.db.migrate import alembic_config
-from worker.engine.runtime import create_engine
+from tests.databases import empty_engine, migrate
 
 
 @pytest.fixture
 async def empty_database(postgres_server_url: str) -> AsyncIterator[AsyncEngine]:
-    async with fresh_database(postgres_server_url, prefix="refund_svc_m12") as url:
-        engine = create_engine(url, pool_size=1)
-        try:
-            yield engine
-        finally:
-            await engine.dispose()
-
-
-def _migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    (command.downgrade if down else command.upgrade)(config, revision)
+    async with empty_engine(postgres_server_url, "refund_svc_m12") as engine:
+        yield engine
 
 
 def _refunds_foreign_keys(connection: Connection) -> list[tuple[str, tuple[str, ...]]]:
@@ -43,11 +30,11 @@ async def test_0012_drops_the_refunds_key_to_terminations_and_the_way_down_resto
     empty_database: AsyncEngine,
 ) -> None:
     async with empty_database.begin() as conn:
-        await conn.run_sync(_migrate, "0011")
+        await conn.run_sync(migrate, "0011")
         before = await conn.run_sync(_refunds_foreign_keys)
-        await conn.run_sync(_migrate, "0012")
+        await conn.run_sync(migrate, "0012")
         after = await conn.run_sync(_refunds_foreign_keys)
-        await conn.run_sync(_migrate, "0011", down=True)
+        await conn.run_sync(migrate, "0011", down=True)
         restored = await conn.run_sync(_refunds_foreign_keys)
 
     assert before == [("terminations", ("reseller_id", "subscription_id"))]
