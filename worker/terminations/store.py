@@ -63,7 +63,7 @@ _RESERVE_NUMBERS = text("""
 
 
 async def insert_all(conn: AsyncConnection, batch: BatchRows) -> None:
-    """One COPY per table; parents before children for the foreign key."""
+    """One COPY per table."""
     for table, rows in (
         (inbox, batch.inbox),
         (terminations, batch.terminations),
