@@ -103,7 +103,6 @@ async def ceiling(
     started = time.perf_counter()
     recorded = await record_run(database_url, run, requests=requests, batch=batch, accounts=accounts)
     recording = time.perf_counter() - started
-    await vacuum(database_url)
     return await replay(database_url, recorded, requests), recording
 
 

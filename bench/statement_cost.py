@@ -17,11 +17,11 @@ import asyncio
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import asyncpg
 
-from bench.ceiling import prefilled_database, record_run, vacuum
+from bench.ceiling import prefilled_database, record_run
 from bench.statements import Copy, RecordedBatch, Statement, Step
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -70,10 +70,10 @@ async def _step(conn: asyncpg.Connection, step: Step) -> object:
 
 
 async def _timed(
-    conn: asyncpg.Connection, pid: int, name: str, spent: dict[str, list[float]], work: object
+    conn: asyncpg.Connection, pid: int, name: str, spent: dict[str, list[float]], work: Awaitable[object]
 ) -> None:
     cpu, wall = _cpu(pid), time.perf_counter()
-    await work  # type: ignore[misc]
+    await work
     spent[name][0] += _cpu(pid) - cpu
     spent[name][1] += time.perf_counter() - wall
 
@@ -83,7 +83,6 @@ async def _main(options: argparse.Namespace) -> None:
         recorded = await record_run(
             database_url, "cost", requests=options.requests, batch=options.batch, accounts=2000
         )
-        await vacuum(database_url)
         spent = await costs(database_url, recorded)
     per_request = 1e6 / options.requests
     run = f"{options.requests} requests in batches of {options.batch}, prefill {options.prefill}"

@@ -98,7 +98,7 @@ async def raw_ceiling(
     recorded = await record_run(
         database_url, f"{run}c", requests=options.requests, batch=options.batch, accounts=options.accounts
     )
-    await vacuum(database_url)  # fresh statistics, as the workers' copy had
+    await vacuum(database_url)  # after the baseline's writes: the ceiling plans on fresh statistics
     # The replay's CPU alone, not the capture's (the worker's code, run in this process).
     ceiling_run = await replay(database_url, recorded, options.requests, lambda: cpu_seconds(database))
     return single, ceiling_run, ceiling_run.cpu_seconds

@@ -160,9 +160,8 @@ async def kill_repeatedly(
                     # one could be read to its end while the kill waited on a larger one.
                     unhit = topics - hit
                     aimed = {min(unhit, key=lambda t: (sizes[t], t))} if unhit else topics
-                    for name in sorted(topics if waits else aimed & unpublished.keys()):
-                        if name in unpublished:
-                            await publish_wave(Wave(unpublished.pop(name)))
+                    for name in sorted((topics if waits else aimed) & unpublished.keys()):
+                        await publish_wave(Wave(unpublished.pop(name)))
                     of_topic = {t: sum(1 for _, topic, _ in published if topic == t) for t in aimed}
                     if not process.running:  # after the setup
                         process.start()
@@ -173,8 +172,6 @@ async def kill_repeatedly(
                     kills.append(
                         Kill(number, topic, stored, of_topic.get(topic or "", 0), waited=bool(waits))
                     )
-                for messages in unpublished.values():  # none: a life each reached every topic
-                    await publish_wave(Wave(messages))
     finally:
         await engine.dispose()
     process.start()
