@@ -18,12 +18,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
 from bench.services import fresh_database
-from bench.statements import Copy, RecordedBatch, Statement, Step, commands, record_batches, request
+from bench.statements import RecordedBatch, Replayer, commands, record_batches, request
 from worker.engine.runtime import create_engine, migrate_database
 
 
@@ -68,32 +67,21 @@ async def replay(
     `measure` is read before and after, while the connection (its server process) still lives."""
     conn = await asyncpg.connect(database_url)
     try:
+        replayer = Replayer(conn)
         before = measure() if measure else {}
         started = time.perf_counter()
         for batch in recorded:
-            async with conn.transaction():
-                await _run(conn, batch.apply)
-            if batch.relay:
-                async with conn.transaction():
-                    await _run(conn, batch.relay)
+            for steps in (batch.apply, batch.relay):
+                if steps:
+                    async with conn.transaction():
+                        for step in steps:
+                            await replayer.run(step)
         seconds = time.perf_counter() - started
         after = measure() if measure else {}
         spent = {kind: after[kind] - before.get(kind, 0.0) for kind in after}
         return CeilingRun(requests, seconds, {kind: used for kind, used in spent.items() if used > 0})
     finally:
         await conn.close()
-
-
-async def _run(conn: asyncpg.Connection, steps: Sequence[Step]) -> None:
-    claimed: list[Any] = []
-    for step in steps:
-        if isinstance(step, Copy):
-            await conn.copy_records_to_table(step.table, records=step.records, columns=list(step.columns))
-        elif isinstance(step, Statement):
-            args = ([row[0] for row in claimed],) if step.marks_claimed else step.args
-            rows = await conn.fetch(step.sql, *args)
-            if not step.marks_claimed:
-                claimed = rows
 
 
 async def ceiling(

@@ -2,7 +2,7 @@
 
 One `INSERT ... SELECT FROM generate_series` per table, in the server, then ANALYZE. The rows
 belong to subscriptions, accounts and resellers no benchmark request uses (`prefill-` ids), so
-they change no decision; every prefilled outbox row is already sent, and every prefilled expiry
+they change no decision; every prefilled outbox batch is already published, and every prefilled expiry
 timer is due in 2100, so neither the relay nor the timer loop has anything to do with them.
 """
 
@@ -19,7 +19,8 @@ PREFILLED_TABLES = (
     "inbox",
     "terminations",
     "credit_notes",
-    "outbox",
+    "outbox_batches",
+    "outbox_events",
     "expiry_timers",
     "invoice_credit_notes",
 )
@@ -47,11 +48,16 @@ _STATEMENTS = {
     SELECT 'prefill-cn-' || i, 'prefill-res-' || i % 7, i, true, 'prefill-rf-' || i, 'SGD', 100, now()
     FROM generate_series(1, :rows) AS i
     """,
-    "outbox": """
-    INSERT INTO outbox (event_id, topic, key, ce_type, ce_time, data, sent_at)
-    SELECT 'prefill-ev-' || i, 'subscription-terminated', 'prefill-sub-' || i,
-        'prefill', now(), jsonb_build_object('request_id', 'prefill-' || i), now()
-    FROM generate_series(1, :rows) AS i
+    # Published batches of one event each, the most batch rows for the events: the batches first,
+    # and the events take the last ones' ids.
+    "outbox_batches": """
+    INSERT INTO outbox_batches (events, published_at) SELECT 1, now() FROM generate_series(1, :rows)
+    """,
+    "outbox_events": """
+    INSERT INTO outbox_events (batch, position, event_id, topic, key, ce_type, ce_time, body)
+    SELECT b.batch, 0, 'prefill-ev-' || b.batch, 'subscription-terminated', 'prefill-sub-' || b.batch,
+        'prefill', now(), '{"request_id":"prefill-' || b.batch || '"}'
+    FROM (SELECT batch FROM outbox_batches ORDER BY batch DESC LIMIT :rows) AS b
     """,
     "expiry_timers": """
     INSERT INTO expiry_timers (subscription_id, account_id, reseller_id, expired_at, due_at, state,

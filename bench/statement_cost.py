@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Sequence
 import asyncpg
 
 from bench.ceiling import prefilled_database, record_run
-from bench.statements import Copy, RecordedBatch, Statement, Step
+from bench.statements import Copy, RecordedBatch, Replayer, Step
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -49,24 +49,17 @@ async def costs(database_url: str, recorded: Sequence[RecordedBatch]) -> dict[st
         for sql in os.environ.get("BENCH_BEFORE_SQL", "").split(";"):
             if sql.strip():
                 await conn.execute(sql)  # an experiment: e.g. a constraint dropped, an index added
+        replayer = Replayer(conn)
         for batch in recorded:
             for steps in (batch.apply, batch.relay):
                 if steps:
                     await _timed(conn, pid, "BEGIN", spent, conn.execute("BEGIN"))
                     for step in steps:
-                        await _timed(conn, pid, _name(step), spent, _step(conn, step))
+                        await _timed(conn, pid, _name(step), spent, replayer.run(step))
                     await _timed(conn, pid, "COMMIT", spent, conn.execute("COMMIT"))
     finally:
         await conn.close()
     return spent
-
-
-async def _step(conn: asyncpg.Connection, step: Step) -> object:
-    if isinstance(step, Copy):
-        return await conn.copy_records_to_table(step.table, records=step.records, columns=list(step.columns))
-    if isinstance(step, Statement) and not step.marks_claimed:
-        return await conn.fetch(step.sql, *step.args)
-    return None
 
 
 async def _timed(

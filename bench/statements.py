@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Table, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+import worker.engine.outbox_store as outbox_store_module
 import worker.terminations.store as terminations_module
 from schemas.envelope import binary_headers
 from schemas.topics import TOPICS, Topic
 from worker.db import bulk
 from worker.domain.policy import RefundPolicy
-from worker.engine.outbox import OutboxEvent, OutboxRelay
+from worker.engine.outbox import OutboxRelay
+from worker.engine.outbox_store import StoredBatch
 from worker.engine.parsing import termination_command
 from worker.engine.records import InboundRecord, OutboundRecord
 from worker.terminations.commands import TerminationCommand
@@ -37,8 +40,13 @@ REQUESTED = Topic.TERMINATION_REQUESTED.value
 class Statement:
     sql: str
     args: tuple[Any, ...]
-    marks_claimed: bool = False
-    """The relay's `UPDATE outbox ... sent_at`: replayed with the seqs its claim returned then."""
+    role: str | None = None
+    """NEW_BATCH or MARKS_BATCHES: replayed with the outbox batch ids of the replay's database."""
+
+
+NEW_BATCH = "new outbox batch"
+MARKS_BATCHES = "marks outbox batches"
+OUTBOX_EVENTS = "outbox_events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +64,7 @@ class RecordedBatch:
     apply: list[Step]
     """The batch's own transaction: look-ups, counter upserts, timer update, COPYs."""
     relay: list[Step]
-    """The outbox relay's transaction after it: claim the unsent rows, mark them sent."""
+    """The outbox relay's transaction after it: mark the batch published (from memory)."""
 
 
 def request(index: int, run: str, accounts: int) -> tuple[str, bytes, bytes]:
@@ -98,13 +106,10 @@ class _Recorder:
 
     def on_execute(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         args = tuple(parameters or ())
-        self.steps.append(
-            Statement(
-                statement,
-                args,
-                marks_claimed=statement.lstrip().startswith("UPDATE outbox") and "outbox.seq" in statement,
-            )
-        )
+        head = statement.lstrip()
+        role = NEW_BATCH if head.startswith("INSERT INTO outbox_batches") else None
+        role = MARKS_BATCHES if head.startswith("UPDATE outbox_batches") else role
+        self.steps.append(Statement(statement, args, role))
 
     async def copy(self, conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -112,18 +117,30 @@ class _Recorder:
             self.steps.append(Copy(table.name, columns, bulk._records(table, columns, rows)))
         await bulk.copy_rows(conn, table, rows)
 
+    async def copy_records(
+        self, conn: AsyncConnection, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+    ) -> None:
+        self.steps.append(Copy(table.name, tuple(columns), list(records)))
+        await bulk.copy_records(conn, table, columns, records)
+
 
 @contextlib.contextmanager
 def _recording(engine: AsyncEngine) -> Iterator[_Recorder]:
     recorder = _Recorder()
     event.listen(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
-    # The store imported copy_rows by name: swap it there, where the batch function looks it up.
-    original = getattr(terminations_module, "copy_rows")  # noqa: B009
-    setattr(terminations_module, "copy_rows", recorder.copy)  # noqa: B010
+    # The stores imported their COPY functions by name: swap them there, where they are looked up.
+    swapped = (
+        (terminations_module, "copy_rows", recorder.copy),
+        (outbox_store_module, "copy_records", recorder.copy_records),
+    )
+    originals = [getattr(module, name) for module, name, _ in swapped]
+    for module, name, recording in swapped:
+        setattr(module, name, recording)
     try:
         yield recorder
     finally:
-        setattr(terminations_module, "copy_rows", original)  # noqa: B010
+        for (module, name, _), original in zip(swapped, originals, strict=True):
+            setattr(module, name, original)
         event.remove(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
 
 
@@ -155,8 +172,8 @@ async def record_batches(
     is committed instead, as the worker does (one transaction for many batches holds all their
     advisory locks at once, and a few thousand fill the server's lock table)."""
     recorded: list[RecordedBatch] = []
-    committed: list[OutboxEvent] = []
-    apply = termination_applier(RefundPolicy(window_days=14), lambda _: None, publish=committed.extend)
+    committed: list[StoredBatch] = []
+    apply = termination_applier(RefundPolicy(window_days=14), lambda _: None, publish=committed.append)
     with _recording(engine) as recorder:
         async with engine.connect() as conn:
             transaction = await conn.begin()
@@ -173,12 +190,10 @@ async def record_batches(
                     (await apply(conn, batch)).on_commit()
                     relayed: list[Step] = []
                     recorder.steps = relayed
-                    # As the worker's relay after the commit: the batch's events from memory, marked
-                    # sent by their ids (the table's claim is for recovery only, worker/engine/outbox.py).
-                    while relay and committed:
-                        events = committed[:relay_batch_size]
-                        del committed[:relay_batch_size]
-                        await outbox_relay.publish_committed(events)
+                    # As the worker's relay after the commit: the batch's events from memory, the batch
+                    # marked published (the table's claim is for recovery only, worker/engine/outbox.py).
+                    if relay and committed:
+                        await outbox_relay.publish_committed(committed)
                     committed.clear()
                     recorded.append(RecordedBatch(applied, relayed))
                     if commit_each:
@@ -187,3 +202,29 @@ async def record_batches(
             finally:
                 await transaction.rollback()
     return recorded
+
+
+class Replayer:
+    """Runs recorded steps on one asyncpg connection, with the outbox batch ids its database gives:
+    the recorded ones were the capture's."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._latest: int | None = None
+        self._batches: dict[int, int | None] = {}
+
+    async def run(self, step: Step) -> object:
+        conn = self._conn
+        if isinstance(step, Copy):
+            records = step.records
+            if step.table == OUTBOX_EVENTS and records:
+                self._batches[records[0][0]] = self._latest
+                records = [(self._latest, *record[1:]) for record in records]
+            return await conn.copy_records_to_table(step.table, records=records, columns=list(step.columns))
+        args = step.args
+        if step.role == MARKS_BATCHES:
+            args = ([self._batches.get(batch) for batch in args[0]], *args[1:])
+        rows = await conn.fetch(step.sql, *args)
+        if step.role == NEW_BATCH:
+            self._latest = rows[0][0]
+        return rows

@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from schemas.inputs import TerminationRequested
 from schemas.topics import Topic
 from tests.integration.harness import Received
+from tests.stored_events import unpublished_events
 from worker.db.schema.balances import account_balances, balance_ledger
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, terminations
 from worker.domain.policy import RefundPolicy
 from worker.engine.runtime import create_engine
@@ -87,9 +87,7 @@ async def assert_database_applied_each_once(database_url: str, requests: Request
                     )
                 )
                 assert numbers == list(range(1, len(numbers) + 1)), f"gap in {reseller}'s credit notes"
-            unsent = await conn.scalar(
-                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-            )
+            unsent = await unpublished_events(conn)
             assert unsent == 0
     finally:
         await engine.dispose()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.topics import Topic
@@ -27,11 +27,11 @@ from tests.integration.crash_book import (
     money_refund_update,
 )
 from tests.integration.harness import OutputWatcher, Received
+from tests.stored_events import unpublished_events
 from worker.db.schema.balances import account_balances, balance_ledger
 from worker.db.schema.inbox import inbox
 from worker.db.schema.invoice_notes import invoice_credit_notes
 from worker.db.schema.money_refunds import money_refund_instructions, money_refund_payments
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.engine.runtime import create_engine
 
@@ -169,9 +169,7 @@ async def assert_stored_each_once(database_url: str, book: Book) -> None:
             await _assert_inbox_and_ledgers(conn, book)
             await _assert_refunds_and_notes(conn, book)
             await _assert_money_refunds(conn, book)
-            unsent = await conn.scalar(
-                select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
-            )
+            unsent = await unpublished_events(conn)
             assert unsent == 0, "events left unsent in the outbox"
     finally:
         await engine.dispose()

@@ -23,12 +23,12 @@ from tests.integration.harness import (
     unique,
     worker_settings,
 )
+from tests.stored_events import stored_events
 from worker.app import Worker
 from worker.config.settings import Settings
 from worker.db.migrate import upgrade_to_head
 from worker.db.schema.expiry import expiry_timers
 from worker.db.schema.inbox import inbox
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import GracePeriod
 from worker.engine.runtime import create_engine
@@ -466,7 +466,8 @@ async def test_a_timer_that_finds_its_subscription_terminated_publishes_nothing(
         assert who["subscription_id"] not in {f.subscription_id for f in report.terminated}
         async with engine.connect() as conn:
             event_id = expiry_event_id(who["reseller_id"], who["subscription_id"], expired_at)
-            assert await conn.scalar(select(outbox.c.seq).where(outbox.c.event_id == event_id)) is None
+            stored = select(stored_events.c.batch).where(stored_events.c.event_id == event_id)
+            assert await conn.scalar(stored) is None
             timer = (
                 await conn.execute(
                     select(expiry_timers).where(expiry_timers.c.subscription_id == who["subscription_id"])

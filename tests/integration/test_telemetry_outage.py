@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from functools import partial
 
 import pytest
-from sqlalchemy import insert
 
 from schemas.topics import Topic
 from tests.integration.harness import unique, worker_settings
 from tests.integration.test_operability import eventually, is_ready, scrape, serving, value, with_name
-from worker.db.schema.outbox import outbox
+from worker.engine.outbox_events import OutboxEvent
+from worker.engine.outbox_store import store_events
 from worker.infra.tansu import embedded_kafka
 from worker.ops.logs import RepeatLimiter
 
@@ -52,7 +52,7 @@ async def test_a_broker_outage_leaves_the_outbox_gauges_true_and_the_log_short(
 
             await asyncio.to_thread(exit_stack.close)  # the broker process stops
             async with worker.engine.begin() as conn:  # a decision committed as it went
-                await conn.execute(insert(outbox).values(waiting_event()))
+                await store_events(conn, [waiting_event()])
 
             with caplog.at_level(logging.INFO):
                 caplog.clear()
@@ -80,12 +80,12 @@ async def test_a_broker_outage_leaves_the_outbox_gauges_true_and_the_log_short(
     assert tracebacks == []
 
 
-def waiting_event() -> dict[str, object]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "topic": Topic.REFUND_ISSUED.value,
-        "key": "sub-telemetry",
-        "ce_type": "refund.issued",
-        "ce_time": datetime.now(UTC),
-        "data": {},
-    }
+def waiting_event() -> OutboxEvent:
+    return OutboxEvent(
+        str(uuid.uuid4()),
+        Topic.REFUND_ISSUED.value,
+        "sub-telemetry",
+        "refund.issued",
+        datetime.now(UTC),
+        b"{}",
+    )

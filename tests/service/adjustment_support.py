@@ -13,12 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from schemas.adjustments import BalanceAdjustmentRequested
 from schemas.inputs import TerminationRequested
 from tests.integration.harness import adjustment_data, termination_data, unique
+from tests.stored_events import stored_events
 from worker.adjustments.commands import AdjustmentCommand, AdjustmentResult, adjustment_request
 from worker.adjustments.service import apply_adjustment_batch
 from worker.db.schema.adjustments import adjustments, transactions
 from worker.db.schema.balances import account_balances, balance_ledger
 from worker.db.schema.inbox import inbox
-from worker.db.schema.outbox import outbox
+from worker.db.schema.outbox import outbox_events
 from worker.domain.adjustment_requests import AdjustmentRequest, Refused
 from worker.domain.policy import RefundPolicy
 from worker.engine.outbox import derived_id
@@ -101,7 +102,8 @@ async def events_for(engine: AsyncEngine, request: AdjustmentRequest) -> dict[st
         for topic in ("balance-adjusted", "credits-updated", "adjustment-rejected")
     }
     async with engine.connect() as conn:
-        rows = await conn.execute(select(outbox.c.event_id, outbox.c.data).where(outbox.c.event_id.in_(ids)))
+        stored = stored_events.c
+        rows = await conn.execute(select(stored.event_id, stored.data).where(stored.event_id.in_(ids)))
         return {ids[event_id]: data for event_id, data in rows}
 
 
@@ -109,7 +111,7 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         return {
             table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
-            for table in (inbox, adjustments, transactions, balance_ledger, account_balances, outbox)
+            for table in (inbox, adjustments, transactions, balance_ledger, account_balances, outbox_events)
         }
 
 

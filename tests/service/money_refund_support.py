@@ -14,10 +14,11 @@ from schemas.money_refunds import MoneyRefundRequested, MoneyRefundStatus, Payme
 from tests.integration.harness import adjustment_data, money_refund_data, settlement_data, unique
 from tests.service.adjustment_support import apply as apply_adjustments
 from tests.service.adjustment_support import command as adjustment
+from tests.stored_events import stored_events
 from worker.db.schema.balances import balance_ledger
 from worker.db.schema.inbox import inbox
 from worker.db.schema.money_refunds import money_refund_instructions, money_refund_payments
-from worker.db.schema.outbox import outbox
+from worker.db.schema.outbox import outbox_events
 from worker.domain.money_refund_facts import SettlementTimeout
 from worker.engine.outbox import derived_id
 from worker.engine.parsing import payload_digest
@@ -101,7 +102,8 @@ async def events_of(engine: AsyncEngine, command: MoneyRefundCommand) -> dict[st
     ids = {derived_id(r.reseller_id, r.request_id, kind): name for kind, name in by_request.items()}
     ids |= {derived_id(r.reseller_id, r.instruction_id, kind): name for kind, name in by_instruction.items()}
     async with engine.connect() as conn:
-        rows = await conn.execute(select(outbox.c.event_id, outbox.c.data).where(outbox.c.event_id.in_(ids)))
+        stored = stored_events.c
+        rows = await conn.execute(select(stored.event_id, stored.data).where(stored.event_id.in_(ids)))
         return {ids[event_id]: data for event_id, data in rows}
 
 
@@ -155,7 +157,13 @@ async def counts(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         return {
             table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
-            for table in (inbox, money_refund_instructions, money_refund_payments, balance_ledger, outbox)
+            for table in (
+                inbox,
+                money_refund_instructions,
+                money_refund_payments,
+                balance_ledger,
+                outbox_events,
+            )
         }
 
 

@@ -17,11 +17,11 @@ from schemas.credit_notes import CreditNoteIssued
 from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
+from tests.stored_events import in_stored_order, stored_events
 from worker.credit_notes.commands import CreditNoteCommand, NoteOutcome, NoteResult
 from worker.credit_notes.service import apply_credit_note_batch, credit_note_applier
 from worker.db.schema.balances import balance_ledger
 from worker.db.schema.invoice_notes import invoice_credit_notes
-from worker.db.schema.outbox import outbox
 from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
 from worker.engine.failures import CreditNoteRedefined
@@ -86,7 +86,9 @@ async def events(engine: AsyncEngine, key: str) -> list[tuple[str, dict[str, Any
     """(topic, data) of every event keyed by `key` (a subscription), in the order stored."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(outbox.c.topic, outbox.c.data).where(outbox.c.key == key).order_by(outbox.c.seq)
+            select(stored_events.c.topic, stored_events.c.data)
+            .where(stored_events.c.key == key)
+            .order_by(*in_stored_order)
         )
         return [(topic, data) for topic, data in rows]
 

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.inputs import TerminationRequested
 from tests.databases import fresh_database
 from tests.integration.harness import termination_data, unique
+from tests.stored_events import stored_events
 from worker.db.migrate import alembic_config, upgrade_to_head
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.policy import RefundPolicy
 from worker.engine.parsing import payload_digest
@@ -64,7 +64,9 @@ async def apply(engine: AsyncEngine, commands: list[TerminationCommand]) -> dict
     """Apply one batch; request_id -> its refund-issued credit note (only requests with a refund)."""
     async with engine.begin() as conn:
         await apply_termination_batch(conn, commands, policy=RefundPolicy(), now=NOW)
-        rows = await conn.execute(select(outbox.c.data).where(outbox.c.topic == "refund-issued"))
+        rows = await conn.execute(
+            select(stored_events.c.data).where(stored_events.c.topic == "refund-issued")
+        )
     return {data["request_id"]: data["credit_note"] for (data,) in rows}
 
 

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
+from tests.stored_events import stored_events
 from worker.db.inbox import Redelivery
 from worker.db.schema.expiry import expiry_timers
 from worker.db.schema.metadata import complete_metadata
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import GracePeriod
 from worker.domain.policy import RefundPolicy
@@ -108,8 +108,8 @@ async def terminations_of(engine: AsyncEngine, subscription_id: str) -> list[tup
         ).all()
         published = await conn.scalar(
             select(func.count())
-            .select_from(outbox)
-            .where(outbox.c.topic == "subscription-terminated", outbox.c.key == subscription_id)
+            .select_from(stored_events)
+            .where(stored_events.c.topic == "subscription-terminated", stored_events.c.key == subscription_id)
         )
     return [(cause, int(published or 0)) for cause in causes]
 

@@ -45,7 +45,8 @@ LOOKED_UP = (
     "terminations",
     "credit_notes",
     "expiry_timers",
-    "outbox",
+    "outbox_batches",
+    "outbox_events",
     "invoice_credit_notes",
     *ADJUSTMENT_TABLES,
     *MONEY_REFUND_TABLES,
@@ -179,7 +180,15 @@ def _with_credit_note(message: tuple[str, bytes, bytes], index: int) -> tuple[st
 
 def test_batch_issues_each_look_up(batch_statements: list[Statement]) -> None:
     texts = " ".join(statement.sql for statement in batch_statements)
-    for table in ("inbox", "terminations", "credit_notes", "expiry_timers", "outbox", "invoice_credit_notes"):
+    looked_up = (
+        "inbox",
+        "terminations",
+        "credit_notes",
+        "expiry_timers",
+        "outbox_batches",
+        "invoice_credit_notes",
+    )
+    for table in looked_up:
         assert f"JOIN {table} ON" in texts or f"UPDATE {table}" in texts or f"FROM {table}" in texts, table
 
 

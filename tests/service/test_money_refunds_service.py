@@ -192,7 +192,7 @@ async def test_a_refusal_publishes_adjustment_rejected_of_kind_money_refund_and_
         "money_refund_instructions": 0,
         "money_refund_payments": 0,
         "balance_ledger": 0,
-        "outbox": 1,
+        "outbox_events": 1,
     }
 
 

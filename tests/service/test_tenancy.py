@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
+from tests.stored_events import stored_events
 from worker.db.schema.balances import account_balances
 from worker.db.schema.expiry import expiry_timers
-from worker.db.schema.outbox import outbox
 from worker.domain.grace_period import GracePeriod
 from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
@@ -119,8 +119,9 @@ async def test_the_same_ce_id_from_two_resellers_is_two_requests_with_different_
     async with database.connect() as conn:
         ids = (
             await conn.scalars(
-                select(outbox.c.event_id).where(
-                    outbox.c.topic == "subscription-terminated", outbox.c.data["request_id"].astext == ce_id
+                select(stored_events.c.event_id).where(
+                    stored_events.c.topic == "subscription-terminated",
+                    stored_events.c.data["request_id"].astext == ce_id,
                 )
             )
         ).all()

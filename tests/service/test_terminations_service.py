@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from schemas.inputs import TerminationRequested
 from tests.databases import migrated_engine
 from tests.integration.harness import termination_data, unique
+from tests.stored_events import stored_events
 from worker.db.schema.balances import account_balances, balance_ledger
 from worker.db.schema.inbox import inbox
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.never_twice import RejectionCode
 from worker.domain.policy import RefundPolicy
@@ -66,7 +66,8 @@ async def stored_rows(engine: AsyncEngine) -> dict[str, int]:
             table.name: int(await conn.scalar(select(func.count()).select_from(table)) or 0)
             for table in WRITTEN
         }
-        topics = (await conn.execute(select(outbox.c.topic, func.count()).group_by(outbox.c.topic))).all()
+        stored = stored_events.c
+        topics = (await conn.execute(select(stored.topic, func.count()).group_by(stored.topic))).all()
     return counts | {f"outbox:{topic}": int(n) for topic, n in topics}
 
 
@@ -80,8 +81,8 @@ async def events_of(engine: AsyncEngine, request_ids: set[str]) -> Counter[tuple
     """(request_id, topic) of each stored event naming one of `request_ids`."""
     async with engine.connect() as conn:
         rows = await conn.execute(
-            select(outbox.c.data["request_id"].astext, outbox.c.topic).where(
-                outbox.c.data["request_id"].astext.in_(request_ids)
+            select(stored_events.c.data["request_id"].astext, stored_events.c.topic).where(
+                stored_events.c.data["request_id"].astext.in_(request_ids)
             )
         )
         return Counter((request_id, topic) for request_id, topic in rows)

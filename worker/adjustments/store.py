@@ -18,11 +18,11 @@ from worker.db.inbox import probed
 from worker.db.schema.adjustments import adjustments
 from worker.db.schema.balances import balance_ledger
 from worker.db.schema.inbox import inbox
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import refunds
 from worker.domain.account_facts import EntryFacts, EntryKind, TransactionFacts
 from worker.domain.money import Currency, Money
 from worker.domain.policy import RefundMethod
+from worker.engine.outbox_store import store_events
 
 _ADJUSTMENT_TARGETS = text("""
     SELECT m.reseller_id, m.adjustment_id, m.account_id, m.currency, m.kind, m.delta_minor,
@@ -158,6 +158,6 @@ async def write_all(conn: AsyncConnection, rows: AdjustmentRows) -> None:
         (inbox, rows.inbox),
         (adjustments, rows.adjustments),
         (balance_ledger, rows.ledger),
-        (outbox, [event.row() for event in rows.events]),
     ):
         await copy_rows(conn, table, copied)
+    await store_events(conn, rows.events)

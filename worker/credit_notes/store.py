@@ -14,11 +14,11 @@ from worker.db.bulk import ResellerKey, copy_rows, key_arrays, wanted_keys
 from worker.db.inbox import probed
 from worker.db.schema.inbox import inbox
 from worker.db.schema.invoice_notes import invoice_credit_notes
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, terminations
 from worker.domain.credit_note_guard import SubscriptionRefund
 from worker.domain.policy import RefundMethod, Rule
 from worker.engine.outbox import derived_id
+from worker.engine.outbox_store import store_events
 
 REFUND_KIND = "refund"
 """derived_id's kind of a termination's refund (worker/terminations/plan.py)."""
@@ -73,6 +73,6 @@ async def insert_all(conn: AsyncConnection, rows: NoteRows) -> None:
     for table, values in (
         (inbox, rows.inbox),
         (invoice_credit_notes, rows.notes),
-        (outbox, [event.row() for event in rows.events]),
     ):
         await copy_rows(conn, table, values)
+    await store_events(conn, rows.events)

@@ -58,10 +58,18 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[
     if not rows:
         return
     columns = tuple(rows[0])
+    await copy_records(conn, table, columns, _records(table, columns, rows))
+
+
+async def copy_records(
+    conn: AsyncConnection, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> None:
+    """COPY `records` (tuples of the values of `columns`, each as the driver encodes it) into `table`,
+    inside the connection's transaction."""
     raw = (await conn.get_raw_connection()).driver_connection
     if raw is None:
         raise RuntimeError("the connection was closed before COPY")
-    await raw.copy_records_to_table(table.name, records=_records(table, columns, rows), columns=list(columns))
+    await raw.copy_records_to_table(table.name, records=records, columns=list(columns))
 
 
 def _records(
@@ -79,15 +87,9 @@ def _records(
         values = list(record)
         for position in json_at:
             value = values[position]
-            values[position] = value if isinstance(value, JsonText) else to_json(value)
+            values[position] = to_json(value)
         converted.append(tuple(values))
     return converted
-
-
-class JsonText(str):
-    """A JSONB column's value already encoded as JSON text (the outbox's data): written as it is."""
-
-    __slots__ = ()
 
 
 @cache

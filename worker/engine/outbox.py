@@ -1,17 +1,21 @@
 """The transactional outbox: events stored with the decision that caused them, published after.
 
 An event's ce_id is fixed when it is stored (and derived from the request that caused it), so a
-re-publish after a crash carries the same ce_id and consumers de-duplicate on it.
+re-publish after a crash carries the same ce_id and consumers de-duplicate on it. A transaction's
+events are stored as one batch (worker/engine/outbox_store.py), and published and marked as one.
 
 Two ways out, one relay task, so one worker's events leave in the order they committed:
-- from memory (`publish`): a pipeline hands the relay the events its batch just committed; the relay
-  marks them sent (one UPDATE of their ids, index probes, which also locks them) and publishes them
-  inside that transaction, so it neither reads back rows it just wrote nor rebuilds their JSON;
-- from the table (`relay_once`): unsent rows claimed in order, FOR UPDATE SKIP LOCKED. The relay
-  starts with it (a crash between a commit and its publishing left rows unsent), goes back to it
-  after any failure, when another use case wakes it, and every `poll_seconds`.
-A row is published by whichever takes its lock first: the other finds it sent (the UPDATE
-re-checks `sent_at IS NULL` once the lock is released) or skips it. docs/performance.md, "Issue 13".
+- from memory (`publish`): a pipeline hands the relay the batch it just committed; the relay marks
+  it published (one UPDATE of a row, which also locks it) and publishes its events inside that
+  transaction, so it neither reads back rows it just wrote nor rebuilds their JSON;
+- from the table (`relay_once`): unpublished batches claimed in order, FOR UPDATE SKIP LOCKED. The
+  relay starts with it (a crash between a commit and its publishing left batches unpublished), goes
+  back to it after any failure, when another use case wakes it, and every `poll_seconds`.
+A batch is published by whichever takes its lock first: the other finds it published (the UPDATE
+re-checks `published_at IS NULL` once the lock is released) or skips it.
+
+What the release before left unsent in its one-row-per-event `outbox` is claimed first, the old
+way (migration 0013). docs/performance.md, "Issue 13".
 """
 
 from __future__ import annotations
@@ -21,17 +25,22 @@ import logging
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, Text, func, select, update
-
-from worker.db.inbox import one_of
-from worker.db.schema.outbox import outbox
 from worker.engine.database import Database, Queries
 from worker.engine.failures import FailureKind, classify
 from worker.engine.outage import Outage, RetryPolicy
 from worker.engine.outbox_events import OutboxEvent, RecordBuilder, derived_id
+from worker.engine.outbox_store import (
+    CLAIM_UNPUBLISHED,
+    EVENTS_OF,
+    MARK_PUBLISHED,
+    RELEASE_BEFORE_SENT,
+    RELEASE_BEFORE_UNSENT,
+    StoredBatch,
+    within,
+)
 from worker.engine.records import SendAll
 
-__all__ = ["OutboxEvent", "OutboxRelay", "derived_id"]
+__all__ = ["OutboxEvent", "OutboxRelay", "StoredBatch", "derived_id"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +73,8 @@ class OutboxRelay:
         self._max_pending = max_pending
         self._records = RecordBuilder(source)
         self._wake = asyncio.Event()
-        self._pending: list[OutboxEvent] = []
+        self._pending: list[StoredBatch] = []
+        self._pending_events = 0
         self._claim_due = True  # at start: whatever a crash left unsent goes first
         self._poll_seconds = 1.0
         self._next_claim = 0.0
@@ -77,16 +87,22 @@ class OutboxRelay:
         self._claim_due = True
         self._wake.set()
 
-    def publish(self, events: Sequence[OutboxEvent]) -> None:
-        """Called once the transaction that stored `events` has committed: publish them from memory.
-        Past `max_pending` waiting (the broker is away) they are dropped here and claimed from the
-        table once it is back, so memory stays bounded."""
-        if len(self._pending) + len(events) > self._max_pending:
-            self._pending.clear()
-            self._claim_due = True
+    def publish(self, stored: StoredBatch) -> None:
+        """Called once the transaction that stored this batch has committed: publish it from memory.
+        Past `max_pending` events waiting (the broker is away) they are dropped here and claimed from
+        the table once it is back, so memory stays bounded."""
+        if self._pending_events + len(stored.events) > self._max_pending:
+            self._forget_pending()
         else:
-            self._pending.extend(events)
+            self._pending.append(stored)
+            self._pending_events += len(stored.events)
         self._wake.set()
+
+    def _forget_pending(self) -> None:
+        """Everything pending is in the table too: claimed from there, in order."""
+        self._pending.clear()
+        self._pending_events = 0
+        self._claim_due = True
 
     def start(self, poll_seconds: float) -> None:
         self._task = asyncio.create_task(self.run(poll_seconds), name="outbox-relay")
@@ -125,8 +141,7 @@ class OutboxRelay:
                 await self.relay_due()
                 outage.ended()
             except Exception as error:  # noqa: BLE001 - the broker or the database is away: keep the rows
-                self._pending.clear()  # all in the table: claimed in order once the outage ends
-                self._claim_due = True
+                self._forget_pending()  # claimed in order once the outage ends
                 delay = outage.failed(error, traceback=classify(error) is not FailureKind.INFRASTRUCTURE)
                 stopping = self._stopping  # the next start claims them; no retrying while stopping
             if stopping:
@@ -140,67 +155,73 @@ class OutboxRelay:
     async def relay_due(self) -> None:
         """The table first when due (its rows are older than any waiting in memory), then memory.
         Due when woken for it, after a failure, and every `poll_seconds` however busy the relay is:
-        another worker's crash leaves rows only the table knows."""
+        another worker's crash leaves batches only the table knows."""
         now = time.monotonic()
         if self._claim_due or now >= self._next_claim:
             self._claim_due = False
             self._next_claim = now + self._poll_seconds
-            while await self.relay_once() == self._batch_size:
+            while await self._relay_release_before() == self._batch_size:
+                pass
+            while (await self._claim_once())[1]:
                 pass
         while self._pending:
-            events = self._pending[: self._batch_size]
-            del self._pending[: len(events)]
-            await self.publish_committed(events)
+            batches = self._take_pending()
+            await self.publish_committed(batches)
 
-    async def publish_committed(self, events: Sequence[OutboxEvent]) -> int:
-        """Mark these committed events sent and publish those still unsent, in one transaction: a
-        failure rolls the mark back. Returns how many were published."""
+    def _take_pending(self) -> list[StoredBatch]:
+        """The oldest pending batches, up to `batch_size` events (at least one batch)."""
+        count = total = 0
+        for stored in self._pending:
+            if count and total + len(stored.events) > self._batch_size:
+                break
+            count += 1
+            total += len(stored.events)
+        taken = self._pending[:count]
+        del self._pending[:count]
+        self._pending_events -= total
+        return taken
+
+    async def publish_committed(self, batches: Sequence[StoredBatch]) -> int:
+        """Mark these committed batches published and publish the events of those still unpublished,
+        in one transaction: a failure rolls the mark back. Returns how many events were published."""
         async with self._engine.begin() as conn:
-            marked = await conn.execute(_MARK_IDS, {"ids": [event.event_id for event in events]})
-            unsent = {event_id for (event_id,) in marked.all()}
-            if len(unsent) < len(events):  # another relay published some first
-                events = [event for event in events if event.event_id in unsent]
+            marked = await conn.execute(MARK_PUBLISHED, {"batches": [stored.batch for stored in batches]})
+            unpublished = {batch for (batch,) in marked.all()}
+            events = [event for stored in batches if stored.batch in unpublished for event in stored.events]
             if events:
                 await self._send_all(self._records.records(events))
         return len(events)
 
     async def relay_once(self) -> int:
-        """Publish one batch of unsent rows from the table; returns how many were published."""
+        """Publish the oldest unpublished batches from the table, up to `batch_size` events (at least
+        one batch); returns how many events were published."""
+        return (await self._claim_once())[0]
+
+    async def _claim_once(self) -> tuple[int, bool]:
+        """relay_once's work; also whether more batches were waiting than it took."""
         async with self._engine.begin() as conn:
-            claim = (
-                select(
-                    outbox.c.seq,
-                    outbox.c.event_id,
-                    outbox.c.topic,
-                    outbox.c.key,
-                    outbox.c.ce_type,
-                    outbox.c.ce_time,
-                    outbox.c.data.cast(type_=outbox.c.event_id.type).label("json"),
-                )
-                .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.seq)
-                .limit(self._batch_size)
-                .with_for_update(skip_locked=True)
+            claimed = (await conn.execute(CLAIM_UNPUBLISHED, {"limit": self._batch_size})).all()
+            taken = within(claimed, self._batch_size)
+            if not taken:
+                return 0, False
+            rows = (await conn.execute(EVENTS_OF, {"batches": taken})).all()
+            record = self._records.record
+            await self._send_all(
+                [record(r.event_id, r.topic, r.key, r.ce_type, r.ce_time, r.body.encode()) for r in rows]
             )
-            rows = (await conn.execute(claim)).all()
+            await conn.execute(MARK_PUBLISHED, {"batches": taken})
+        return len(rows), len(taken) < len(claimed) or len(claimed) == self._batch_size
+
+    async def _relay_release_before(self) -> int:
+        """Publish one batch of what the release before left unsent in `outbox`, and mark it sent as
+        that release does (migration 0013); returns how many were published."""
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(RELEASE_BEFORE_UNSENT, {"limit": self._batch_size})).all()
             if not rows:
                 return 0
             record = self._records.record
             await self._send_all(
                 [record(r.event_id, r.topic, r.key, r.ce_type, r.ce_time, r.json.encode()) for r in rows]
             )
-            seqs = [row.seq for row in rows]
-            sent = one_of(outbox.c.seq, "seqs", BigInteger())  # index probes at any size (issue 13)
-            mark = update(outbox).where(sent).values(sent_at=func.now())
-            await conn.execute(mark, {"seqs": seqs})
+            await conn.execute(RELEASE_BEFORE_SENT, {"seqs": [row.seq for row in rows]})
         return len(rows)
-
-
-# Index probes of the unique event_id at any size (worker.db.inbox.one_of); the row locks it takes
-# make a concurrent claim skip these rows, and a concurrent mark wait and then find them sent.
-_MARK_IDS = (
-    update(outbox)
-    .where(one_of(outbox.c.event_id, "ids", Text()), outbox.c.sent_at.is_(None))
-    .values(sent_at=func.now())
-    .returning(outbox.c.event_id)
-)

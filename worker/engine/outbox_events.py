@@ -1,7 +1,7 @@
 """The events the outbox stores and the relay publishes: ids derived from the request, the JSON data
 encoded once when the decision is made, and the Kafka records built from them.
 
-The JSON encoded here is both what COPY writes into the outbox and what the relay publishes after
+The JSON encoded here is both what COPY writes into the outbox (as text) and what the relay publishes after
 the commit (worker/engine/outbox.py), so an event is serialised once. Hot use cases build their data
 as plain dicts (`OutboxEvent.built`, e.g. worker/terminations/events.py), whose tests hold them to the
 pydantic models; the others give a model (`OutboxEvent.of`).
@@ -22,7 +22,6 @@ from schemas.envelope import binary_headers
 from schemas.events import message_key, topic_of
 from schemas.outputs import OutputData
 from schemas.topics import TopicSpec
-from worker.db.bulk import JsonText
 from worker.engine.records import Headers, OutboundRecord
 
 _EVENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:refund-worker:events")
@@ -81,16 +80,6 @@ class OutboxEvent(NamedTuple):  # a named tuple, as the records (worker/engine/r
         if key is None and spec.key_fallback is not None:
             key = data[spec.key_fallback]
         return OutboxEvent(event_id, spec.topic.value, key, spec.ce_type.value, time, _json(data))
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "topic": self.topic,
-            "key": self.key,
-            "ce_type": self.ce_type,
-            "ce_time": self.ce_time,
-            "data": JsonText(self.value.decode()),
-        }
 
 
 def _json(data: Mapping[str, Any]) -> bytes:

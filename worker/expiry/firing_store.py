@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.outputs import TerminationCause
 from schemas.topics import Topic
-from worker.db.bulk import ResellerKey, copy_rows, key_arrays
+from worker.db.bulk import ResellerKey, key_arrays
 from worker.db.inbox import one_of_keys
 from worker.db.schema.expiry import expiry_timer_failures, expiry_timers
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import terminations
 from worker.domain.grace_period import BY_REQUEST, EARLIEST_INSTANT, FIRES_FROM, TimerState
 from worker.domain.policy import NoRefundReason
+from worker.engine.outbox_store import store_events
 from worker.expiry.plan import Due, Parked, stored_instant, terminated_event
 from worker.expiry.read_progress import CaughtUp, topic_watermark
 
@@ -120,7 +120,7 @@ async def terminate_expired(conn: AsyncConnection, due: Sequence[Due], now: date
     )
     ours = {(reseller, subscription) for reseller, subscription in await conn.execute(add)}
     events = [terminated_event(d, now) for d in due if (d.reseller_id, d.subscription_id) in ours]
-    await copy_rows(conn, outbox, [e.row() for e in events])
+    await store_events(conn, events)
     return ours
 
 

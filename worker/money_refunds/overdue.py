@@ -21,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from schemas.money_refunds import MoneyRefundStatus
 from schemas.topics import Topic
-from worker.db.bulk import copy_rows
-from worker.db.schema.outbox import outbox
+from worker.engine.outbox_store import store_events
 from worker.expiry.read_progress import CaughtUp, topic_watermark
 from worker.money_refunds.commands import StoredInstruction
 from worker.money_refunds.events import overdue_detail, updated_event
@@ -64,6 +63,6 @@ async def report_overdue(
             for instruction in due
         ]
         await mark_overdue(conn, due, now)
-        await copy_rows(conn, outbox, [event.row() for event in events])
+        await store_events(conn, events)
         next_due = await earliest_overdue(conn, after=watermark)
     return OverdueReport(False, len(due), tuple(due), watermark, next_due)

@@ -27,9 +27,9 @@ from worker.db.bulk import ResellerKey, copy_rows, key_arrays
 from worker.db.schema.balances import balance_ledger
 from worker.db.schema.inbox import inbox
 from worker.db.schema.money_refunds import money_refund_instructions
-from worker.db.schema.outbox import outbox
 from worker.domain.money import Currency, Money
 from worker.domain.money_refund_facts import InstructionState, MoneyRefundMethod, PaymentFacts
+from worker.engine.outbox_store import store_events
 from worker.money_refunds.commands import StoredInstruction
 from worker.money_refunds.rows import MoneyRefundRows, Owner, PaymentKey
 
@@ -215,6 +215,6 @@ async def write_all(conn: AsyncConnection, rows: MoneyRefundRows) -> None:
         (inbox, rows.inbox),
         (money_refund_instructions, rows.instructions),
         (balance_ledger, rows.ledger),
-        (outbox, [event.row() for event in rows.events]),
     ):
         await copy_rows(conn, table, copied)
+    await store_events(conn, rows.events)

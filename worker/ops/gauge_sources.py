@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.db.schema.expiry import expiry_timers
 from worker.db.schema.money_refunds import OPEN, money_refund_instructions
-from worker.db.schema.outbox import outbox
+from worker.db.schema.outbox import outbox, outbox_batches
 from worker.expiry.firing_store import due_clause
 
 Lags: TypeAlias = dict[tuple[str, int], int]
@@ -56,17 +56,36 @@ class CommittedOffsets(Protocol):
 
 async def read_database_gauges(engine: AsyncEngine) -> DatabaseGauges:
     async with engine.connect() as conn:
-        backlog, oldest_age = (
-            await conn.execute(
-                select(
-                    func.count(),
-                    func.coalesce(func.extract("epoch", func.now() - func.min(outbox.c.created_at)), 0),
-                ).where(outbox.c.sent_at.is_(None))
-            )
-        ).one()
+        backlog, oldest_age = await _outbox_backlog(conn)
         due = await _expiry_timers_due(conn)
         money_refunds = await _money_refunds(conn)
-    return DatabaseGauges(int(backlog), float(oldest_age), due, money_refunds)
+    return DatabaseGauges(backlog, oldest_age, due, money_refunds)
+
+
+async def _outbox_backlog(conn: AsyncConnection) -> tuple[int, float]:
+    """Events not yet published and the age of the oldest in seconds (0: none): the unpublished
+    batches' and what the release before left unsent in its `outbox` (worker/db/schema/outbox.py)."""
+    o = outbox.c
+    count, age = (
+        await conn.execute(
+            select(func.count(), func.extract("epoch", func.now() - func.min(o.created_at))).where(
+                o.sent_at.is_(None)
+            )
+        )
+    ).one()
+    counts, ages = [int(count)], [age]
+    if await _exists(conn, outbox_batches.name):
+        b = outbox_batches.c
+        events, age = (
+            await conn.execute(
+                select(func.sum(b.events), func.extract("epoch", func.now() - func.min(b.created_at))).where(
+                    b.published_at.is_(None)
+                )
+            )
+        ).one()
+        counts.append(int(events or 0))
+        ages.append(age)
+    return sum(counts), max((float(age) for age in ages if age is not None), default=0.0)
 
 
 async def _exists(conn: AsyncConnection, table: str) -> bool:

@@ -35,7 +35,7 @@ from worker.domain.ownership import account_mismatch
 from worker.domain.policy import RefundPolicy
 from worker.engine.clock import utc_now
 from worker.engine.failures import IdempotencyConflict, PoisonMessage
-from worker.engine.outbox_events import OutboxEvent
+from worker.engine.outbox_store import StoredBatch
 from worker.engine.pipeline import Applied, Apply
 from worker.terminations.commands import CommandResult, Outcome, TerminationCommand
 from worker.terminations.events import rejected_event
@@ -69,13 +69,15 @@ async def apply_termination_batch(
     now: datetime,
 ) -> list[CommandResult]:
     """Decide and store every command, in order; returns one result per command, in order."""
-    return (await _apply_batch(conn, commands, policy, now)).results
+    batch, _ = await _apply_batch(conn, commands, policy, now)
+    return batch.results
 
 
 async def _apply_batch(
     conn: AsyncConnection, commands: Sequence[TerminationCommand], policy: RefundPolicy, now: datetime
-) -> BatchRows:
-    """apply_termination_batch's work; the rows and events it stored, the results among them."""
+) -> tuple[BatchRows, StoredBatch | None]:
+    """apply_termination_batch's work; the rows and events it stored, the results among them, and the
+    events as the outbox stored them."""
     topic = Topic.TERMINATION_REQUESTED.value
     subscriptions = {_subscription(c) for c in commands}
     # First, so that every look-up below sees a credit note of these subscriptions that committed
@@ -135,9 +137,9 @@ async def _apply_batch(
     await cancel_pending_timers(
         conn, [(row["reseller_id"], row["subscription_id"]) for row in batch.terminations], now
     )
-    await insert_all(conn, batch)
+    stored = await insert_all(conn, batch)
     await mark_invoice_notes_used(conn, batch.used_invoice_notes, now)
-    return batch
+    return batch, stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,27 +196,27 @@ def termination_applier(
     policy: RefundPolicy,
     on_decisions: Callable[[Sequence[CommandResult]], None],
     clock: Callable[[], datetime] = utc_now,
-    publish: Callable[[Sequence[OutboxEvent]], None] | None = None,
+    publish: Callable[[StoredBatch], None] | None = None,
 ) -> Apply[AsyncConnection, TerminationCommand]:
     """`on_decisions` sees the results once committed (metrics); the batch is logged then too, and its
     events handed to `publish` (the outbox relay's, which publishes them from memory; without it they
     wait in the outbox for a relay's claim). `clock` says when each batch is decided: its
     `terminated_at` and `issued_at`."""
 
-    def committed(batch: BatchRows) -> None:
+    def committed(batch: BatchRows, stored: StoredBatch | None) -> None:
         _log_decisions(batch.results)
         on_decisions(batch.results)
-        if publish is not None:
-            publish(batch.events)
+        if publish is not None and stored is not None:
+            publish(stored)
 
     async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
-        batch = await _apply_batch(conn, commands, policy, clock())
+        batch, stored = await _apply_batch(conn, commands, policy, clock())
         conflicts: list[tuple[int, PoisonMessage]] = [
             (index, IdempotencyConflict.reused(result.command.request_id))
             for index, result in enumerate(batch.results)
             if result.outcome is Outcome.CONFLICT
         ]
-        return Applied(conflicts, on_commit=lambda: committed(batch))
+        return Applied(conflicts, on_commit=lambda: committed(batch, stored))
 
     return apply
 

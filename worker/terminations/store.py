@@ -16,9 +16,9 @@ from worker.db.schema.balances import balance_ledger
 from worker.db.schema.expiry import expiry_timers
 from worker.db.schema.inbox import inbox
 from worker.db.schema.invoice_notes import invoice_credit_notes
-from worker.db.schema.outbox import outbox
 from worker.db.schema.refunds import credit_notes, refunds, terminations
 from worker.domain.grace_period import BY_REQUEST
+from worker.engine.outbox_store import StoredBatch, store_events
 from worker.terminations.plan import BatchRows
 
 
@@ -62,17 +62,17 @@ _RESERVE_NUMBERS = text("""
 """)
 
 
-async def insert_all(conn: AsyncConnection, batch: BatchRows) -> None:
-    """One COPY per table."""
+async def insert_all(conn: AsyncConnection, batch: BatchRows) -> StoredBatch | None:
+    """One COPY per table; returns the batch's events as stored in the outbox."""
     for table, rows in (
         (inbox, batch.inbox),
         (terminations, batch.terminations),
         (credit_notes, batch.credit_notes),
         (refunds, batch.refunds),
         (balance_ledger, batch.ledger),
-        (outbox, [event.row() for event in batch.events]),
     ):
         await copy_rows(conn, table, rows)
+    return await store_events(conn, batch.events)
 
 
 async def cancel_pending_timers(
