@@ -267,3 +267,29 @@ async def test_a_stop_waits_no_longer_than_its_grace_and_leaves_the_rows_for_the
 
     assert await unsent(database, stored) == ids(stored)
     assert "stopped with events unpublished" in caplog.text
+
+
+class CountingRelay(OutboxRelay):
+    """Counts the events it publishes from memory (the rest it published from the table)."""
+
+    from_memory = 0
+
+    async def publish_committed(self, batches: Sequence[StoredBatch]) -> int:
+        published = await super().publish_committed(batches)
+        self.from_memory += published
+        return published
+
+
+async def test_the_periodic_claim_leaves_what_memory_holds_to_memory(database: AsyncEngine) -> None:
+    broker = Broker()
+    relay = CountingRelay(database, broker, source="/tests", batch_size=100_000)
+    await relay.relay_due()  # the start's claim (of others' leftovers); the next is due in poll_seconds
+    stored = await committed(database, 3)
+    relay._next_claim = 0.0  # that time has come
+    broker.sent.clear()
+
+    relay.publish(stored)
+    await relay.relay_due()
+
+    assert relay.from_memory == 3  # not read back from the table first
+    assert [ce_id(r) for r in broker.sent] == [e.event_id for e in stored.events]

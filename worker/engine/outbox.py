@@ -153,20 +153,28 @@ class OutboxRelay:
             self._wake.clear()
 
     async def relay_due(self) -> None:
-        """The table first when due (its rows are older than any waiting in memory), then memory.
-        Due when woken for it, after a failure, and every `poll_seconds` however busy the relay is:
-        another worker's crash leaves batches only the table knows."""
+        """The table first when due for it (at the start, after a failure, when woken for it: its
+        batches are older than any waiting in memory), then memory. Every `poll_seconds` however busy
+        the relay is, the table after memory: another worker's crash leaves batches only it knows."""
         now = time.monotonic()
-        if self._claim_due or now >= self._next_claim:
-            self._claim_due = False
-            self._next_claim = now + self._poll_seconds
-            while await self._relay_release_before() == self._batch_size:
-                pass
-            while (await self._claim_once())[1]:
-                pass
+        if self._claim_due:
+            await self._claim_all()
+        if now >= self._next_claim:  # memory first, or the claim would read back what it holds
+            await self._publish_pending()
+            await self._claim_all()
+        await self._publish_pending()
+
+    async def _claim_all(self) -> None:
+        self._claim_due = False
+        self._next_claim = time.monotonic() + self._poll_seconds
+        while await self._relay_release_before() == self._batch_size:
+            pass
+        while (await self._claim_once())[1]:
+            pass
+
+    async def _publish_pending(self) -> None:
         while self._pending:
-            batches = self._take_pending()
-            await self.publish_committed(batches)
+            await self.publish_committed(self._take_pending())
 
     def _take_pending(self) -> list[StoredBatch]:
         """The oldest pending batches, up to `batch_size` events (at least one batch)."""

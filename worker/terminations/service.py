@@ -94,7 +94,9 @@ async def _apply_batch(
     batch = BatchRows(now=now)
     known = _Known(owners, terminated, used_notes)  # updated below as the batch decides
     for command in commands:
-        ledger = ledgers.get(command.reseller_id) or NoteLedger(command.reseller_id)
+        ledger = ledgers.get(command.reseller_id)
+        if ledger is None:  # one empty ledger a reseller, not one a request (never changed, below)
+            ledger = ledgers[command.reseller_id] = NoteLedger(command.reseller_id)
         result, verdict = _judge(command, seen, known, ledger, policy)
         batch.results.append(result)
         if result.outcome in (Outcome.DUPLICATE, Outcome.CONFLICT):
