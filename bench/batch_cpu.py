@@ -34,6 +34,7 @@ from worker.engine.outbox import OutboxRelay
 from worker.engine.parsing import termination_command
 from worker.engine.records import InboundRecord, OutboundRecord
 from worker.engine.runtime import create_engine
+from worker.entrypoints.launch import tune_garbage_collector
 from worker.ops.logs import configure_logging
 from worker.terminations.service import termination_applier
 
@@ -66,6 +67,7 @@ async def measure(
         apply = termination_applier(RefundPolicy(window_days=14), lambda _: None, publish=relay.publish)
         records = _records(batch * batches)
         await relay.relay_due()  # the start-up claim, of an empty table
+        tune_garbage_collector()  # as `refund-worker run` does once it is built
         for number in range(batches):
             if profile is not None and number == WARM_UP:
                 profile.enable()

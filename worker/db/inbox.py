@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Table, TableValuedAlias, any_, func, select, true, tuple_
@@ -62,32 +63,39 @@ async def seen_digests(
     conn: AsyncConnection, topic: str, ce_ids: Iterable[ResellerKey]
 ) -> dict[ResellerKey, bytes]:
     """The payload digest stored for each of these (reseller, ce_id) already handled on `topic`."""
+    rows = await conn.execute(_seen_digests(topic), key_arrays(ce_ids))
+    return {(reseller, ce_id): digest for reseller, ce_id, digest in rows}
+
+
+# Each statement is built once (@cache), as the others of a batch are module constants: building one
+# and its cache key took 150-250 us, about 5 us a request at batches of 500, more at smaller ones.
+@cache
+def _seen_digests(topic: str) -> Select[Any]:
     keys = wanted_keys()
-    query = probed(
+    return probed(
         keys,
         select(inbox.c.reseller_id, inbox.c.ce_id, inbox.c.payload_sha256).where(
             inbox.c.reseller_id == keys.c.reseller_id, inbox.c.topic == topic, inbox.c.ce_id == keys.c.id
         ),
     )
-    rows = await conn.execute(query, key_arrays(ce_ids))
-    return {(reseller, ce_id): digest for reseller, ce_id, digest in rows}
 
 
 async def terminated_subscriptions(
     conn: AsyncConnection, subscriptions: Iterable[ResellerKey]
 ) -> set[ResellerKey]:
-    keys = wanted_keys()
-    t = terminations.c
-    query = probed(
+    rows = await conn.execute(_terminated(), key_arrays(subscriptions))
+    return {(reseller, subscription) for reseller, subscription in rows}
+
+
+@cache
+def _terminated() -> Select[Any]:
+    keys, t = wanted_keys(), terminations.c
+    return probed(
         keys,
         select(t.reseller_id, t.subscription_id).where(
             t.reseller_id == keys.c.reseller_id, t.subscription_id == keys.c.id
         ),
     )
-    return {
-        (reseller, subscription)
-        for reseller, subscription in await conn.execute(query, key_arrays(subscriptions))
-    }
 
 
 def _owner_in(table: Table, keys: TableValuedAlias) -> ColumnElement[str]:
@@ -101,15 +109,19 @@ async def subscription_owners(
 ) -> dict[ResellerKey, str]:
     """The account each known subscription belongs to: from its termination, its expiry timer or a
     renewal, one index probe of each per key (worker.domain.ownership decides what a mismatch does)."""
+    rows = await conn.execute(_owners(), key_arrays(subscriptions))
+    return {
+        (reseller, subscription): account for reseller, subscription, account in rows if account is not None
+    }
+
+
+@cache
+def _owners() -> Select[Any]:
     keys = wanted_keys()
     owner = func.coalesce(
         _owner_in(terminations, keys), _owner_in(expiry_timers, keys), _owner_in(subscription_renewals, keys)
     )
-    query = select(keys.c.reseller_id, keys.c.id, owner)
-    rows = await conn.execute(query, key_arrays(subscriptions))
-    return {
-        (reseller, subscription): account for reseller, subscription, account in rows if account is not None
-    }
+    return select(keys.c.reseller_id, keys.c.id, owner)
 
 
 def inbox_row(

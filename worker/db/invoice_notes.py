@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, Row, bindparam, select, text, true
+from sqlalchemy import Integer, Row, Select, bindparam, select, text, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -46,12 +47,12 @@ async def lock_guarded_subscriptions(conn: AsyncConnection, subscriptions: Itera
     keys = sorted({_lock_key(s) for s in subscriptions})
     if not keys:
         return
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(:lock_class, k) FROM unnest(:keys) AS k").bindparams(
-            bindparam("keys", type_=ARRAY(Integer))
-        ),
-        {"lock_class": _GUARD_LOCK_CLASS, "keys": keys},
-    )
+    await conn.execute(_LOCK, {"lock_class": _GUARD_LOCK_CLASS, "keys": keys})
+
+
+_LOCK = text("SELECT pg_advisory_xact_lock(:lock_class, k) FROM unnest(:keys) AS k").bindparams(
+    bindparam("keys", type_=ARRAY(Integer))
+)
 
 
 async def unused_invoice_notes(
@@ -62,6 +63,12 @@ async def unused_invoice_notes(
     A subscription may have several: the LATERAL subquery has no LIMIT 1 (worker.db.inbox.probed)
     but OFFSET 0, which keeps it from being pulled up into a join just the same, so it stays one
     probe of the partial index per subscription."""
+    rows = await conn.execute(_unused(), key_arrays(subscriptions))
+    return {(row.reseller_id, row.credit_note_id): note_facts(row) for row in rows}
+
+
+@cache  # built once, as the other look-ups (worker/db/inbox.py)
+def _unused() -> Select[Any]:
     keys, n = wanted_keys(), invoice_credit_notes.c
     match = (
         select(invoice_credit_notes)
@@ -75,24 +82,26 @@ async def unused_invoice_notes(
         .offset(0)
         .lateral("match")
     )
-    query = select(*match.c).select_from(keys.join(match, true()))
-    rows = await conn.execute(query, key_arrays(subscriptions))
-    return {(row.reseller_id, row.credit_note_id): note_facts(row) for row in rows}
+    return select(*match.c).select_from(keys.join(match, true()))
 
 
 async def known_invoice_notes(
     conn: AsyncConnection, notes: Iterable[ResellerKey]
 ) -> dict[ResellerKey, NoteFacts]:
     """The recorded notes among these (reseller, credit_note_id), used or not."""
+    rows = await conn.execute(_known(), key_arrays(notes))
+    return {(row.reseller_id, row.credit_note_id): note_facts(row) for row in rows}
+
+
+@cache
+def _known() -> Select[Any]:
     keys, n = wanted_keys(), invoice_credit_notes.c
-    query = probed(
+    return probed(
         keys,
         select(invoice_credit_notes).where(
             n.reseller_id == keys.c.reseller_id, n.credit_note_id == keys.c.id
         ),
     )
-    rows = await conn.execute(query, key_arrays(notes))
-    return {(row.reseller_id, row.credit_note_id): note_facts(row) for row in rows}
 
 
 def note_facts(row: Row[Any]) -> NoteFacts:
