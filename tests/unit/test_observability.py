@@ -75,6 +75,13 @@ def test_refunds_are_counted_per_currency_and_method_in_major_units() -> None:
     assert sample(metrics, "refund_worker_decisions_total", outcome="terminated") == 4
 
 
+def test_a_batchs_refunds_are_summed_exactly_before_they_become_a_float() -> None:
+    metrics = WorkerMetrics()
+    metrics.record_decisions([terminated(i, amount_paid="0.10", currency="SGD") for i in range(3)])
+    assert sample(metrics, "refund_worker_refunded_amount_total", currency="SGD") == 0.3  # not 0.1+0.1+0.1
+    assert sample(metrics, "refund_worker_refunds_issued_total", currency="SGD", method="account_credit") == 3
+
+
 def test_decisions_without_a_refund_count_as_decisions_only() -> None:
     metrics = WorkerMetrics()
     outside_cycle = terminated(1, requested_at="2023-01-01T00:00:00+00:00")

@@ -2,14 +2,14 @@
 
 The pipeline reports through `PipelineObserver` (worker/engine/observer.py; worker/ops/observability.py
 counts) and the composition root hands decisions to `record_decisions`, so neither the pipeline nor
-the domain imports a metric. The gauges of shared state are read when Prometheus scrapes
-(worker/ops/scraped_gauges.py). Every counter series whose labels are known in advance is
-exported at 0 from the start, so an alert on `increase()` fires on the first event after a start,
-not the second.
+the domain imports a metric. The gauges of shared state are read when Prometheus scrapes (worker/ops/
+scraped_gauges.py). Every counter series whose labels are known in advance is exported at 0 from
+the start, so an alert on `increase()` fires on the first event after a start, not the second.
 """
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
@@ -28,6 +28,7 @@ from worker.adjustments.commands import Outcome as AdjustmentOutcome
 from worker.credit_notes.commands import NoteOutcome, NoteResult
 from worker.domain.account_facts import AdjustmentKind
 from worker.domain.adjustment_requests import RefusalCode, Refused
+from worker.domain.money import Currency, Money
 from worker.domain.money_refunds import MoneyRefundRefused
 from worker.engine.failures import FailureKind
 from worker.money_refunds.commands import (
@@ -193,16 +194,25 @@ class WorkerMetrics:
         return MetricsObserver(self)
 
     def record_decisions(self, results: Iterable[CommandResult]) -> None:
-        """Count committed decisions; a refund's amount goes from exact minor units to a float here only."""
+        """Count a batch's committed decisions, summed per series first (a labels() look-up a request
+        was 4% of the worker); the refunded amounts are summed in exact minor units, then a float."""
+        outcomes: Tally[str] = Tally()
+        refunds: Tally[tuple[str, str]] = Tally()
+        refunded: dict[Currency, int] = {}
         for result in results:
-            self.decisions.labels(result.outcome.value).inc()
+            outcomes[result.outcome.value] += 1
             decision = result.decision
             if result.outcome is not Outcome.TERMINATED or decision is None or not decision.refundable:
                 continue
-            currency = decision.amount.currency.code
-            method = decision.method.value if decision.method else "none"
-            self.refunds_issued.labels(currency, method).inc()
-            self.refunded_amount.labels(currency).inc(float(decision.amount.to_decimal()))
+            currency = decision.amount.currency
+            refunds[(currency.code, decision.method.value if decision.method else "none")] += 1
+            refunded[currency] = refunded.get(currency, 0) + decision.amount.minor
+        for outcome, count in outcomes.items():
+            self.decisions.labels(outcome).inc(count)
+        for (code, method), count in refunds.items():
+            self.refunds_issued.labels(code, method).inc(count)
+        for currency, minor in refunded.items():
+            self.refunded_amount.labels(currency.code).inc(float(Money(minor, currency).to_decimal()))
 
     def record_adjustments(self, results: Iterable[AdjustmentResult]) -> None:
         """Count committed adjustment decisions (a conflict too: it is dead-lettered)."""
