@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,10 +118,11 @@ class _Recorder:
         await bulk.copy_rows(conn, table, rows)
 
     async def copy_records(
-        self, conn: AsyncConnection, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+        self, conn: AsyncConnection, table: Table, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
     ) -> None:
-        self.steps.append(Copy(table.name, tuple(columns), list(records)))
-        await bulk.copy_records(conn, table, columns, records)
+        copied = list(records)  # a generator is read once
+        self.steps.append(Copy(table.name, tuple(columns), copied))
+        await bulk.copy_records(conn, table, columns, copied)
 
 
 @contextlib.contextmanager

@@ -62,10 +62,11 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[
 
 
 async def copy_records(
-    conn: AsyncConnection, table: Table, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+    conn: AsyncConnection, table: Table, columns: Sequence[str], records: Iterable[tuple[Any, ...]]
 ) -> None:
     """COPY `records` (tuples of the values of `columns`, each as the driver encodes it) into `table`,
-    inside the connection's transaction."""
+    inside the connection's transaction. The driver streams them: a generator's tuples are made and
+    dropped one by one."""
     raw = (await conn.get_raw_connection()).driver_connection
     if raw is None:
         raise RuntimeError("the connection was closed before COPY")

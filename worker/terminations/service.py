@@ -205,20 +205,21 @@ def termination_applier(
     wait in the outbox for a relay's claim). `clock` says when each batch is decided: its
     `terminated_at` and `issued_at`."""
 
-    def committed(batch: BatchRows, stored: StoredBatch | None) -> None:
-        _log_decisions(batch.results)
-        on_decisions(batch.results)
+    def committed(results: list[CommandResult], stored: StoredBatch | None) -> None:
+        _log_decisions(results)
+        on_decisions(results)
         if publish is not None and stored is not None:
             publish(stored)
 
     async def apply(conn: AsyncConnection, commands: Sequence[TerminationCommand]) -> Applied:
         batch, stored = await _apply_batch(conn, commands, policy, clock())
+        results = batch.results  # only these and the events outlive the COPYs: the rows go now
         conflicts: list[tuple[int, PoisonMessage]] = [
             (index, IdempotencyConflict.reused(result.command.request_id))
-            for index, result in enumerate(batch.results)
+            for index, result in enumerate(results)
             if result.outcome is Outcome.CONFLICT
         ]
-        return Applied(conflicts, on_commit=lambda: committed(batch, stored))
+        return Applied(conflicts, on_commit=lambda: committed(results, stored))
 
     return apply
 
