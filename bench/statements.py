@@ -145,7 +145,7 @@ def _recording(engine: AsyncEngine) -> Iterator[_Recorder]:
         event.remove(engine.sync_engine, "before_cursor_execute", recorder.on_execute)
 
 
-class _OneConnection:
+class OneConnection:
     """An engine stand-in for OutboxRelay whose transactions are the recording transaction."""
 
     def __init__(self, conn: AsyncConnection) -> None:
@@ -156,7 +156,7 @@ class _OneConnection:
         yield self._conn
 
 
-async def _send_nothing(_records: Sequence[OutboundRecord]) -> None:
+async def send_nothing(_records: Sequence[OutboundRecord]) -> None:
     return None
 
 
@@ -179,8 +179,8 @@ async def record_batches(
         async with engine.connect() as conn:
             transaction = await conn.begin()
             outbox_relay = OutboxRelay(
-                _OneConnection(conn),  # type: ignore[arg-type]  # only begin() is used
-                _send_nothing,
+                OneConnection(conn),  # type: ignore[arg-type]  # only begin() is used
+                send_nothing,
                 source="/bench",
                 batch_size=relay_batch_size,
             )

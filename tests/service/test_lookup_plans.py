@@ -21,8 +21,17 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bench.prefill import ADJUSTMENT_TABLES, MONEY_REFUND_TABLES, prefill
-from bench.statements import RecordedBatch, Statement, commands, record_batches, request
+from bench.statements import (
+    OneConnection,
+    RecordedBatch,
+    Statement,
+    commands,
+    record_batches,
+    request,
+    send_nothing,
+)
 from schemas.adjustments import BalanceAdjustmentRequested
+from schemas.topics import TOPICS, Topic
 from tests.databases import fresh_database
 from tests.integration.harness import adjustment_data, money_refund_data, settlement_data
 from tests.service.money_refund_support import TIMEOUT, settlement
@@ -30,6 +39,8 @@ from tests.service.money_refund_support import request as money_refund
 from worker.adjustments.commands import AdjustmentCommand, adjustment_request
 from worker.adjustments.service import apply_adjustment_batch
 from worker.db.migrate import upgrade_to_head
+from worker.engine.outbox import OutboxEvent, OutboxRelay
+from worker.engine.outbox_store import store_events
 from worker.engine.runtime import create_engine
 from worker.money_refunds.service import apply_money_refund_batch
 from worker.money_refunds.settlement_service import apply_settlement_batch
@@ -105,6 +116,24 @@ async def recorded_statements(
         event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
         await engine.dispose()
     return recorded
+
+
+@pytest.fixture(scope="module")
+async def claim_statements(large_database: str) -> list[Statement]:
+    """The relay's claim from the table of a batch a crash left unpublished: the claim of the oldest
+    batches, the read of their events and the mark (the outbox prefilled with published batches)."""
+    spec, now = TOPICS[Topic.TERMINATION_REJECTED], datetime.now(UTC)
+    events = [
+        OutboxEvent.built(f"plan-ev-{i}", spec, {"request_id": f"plan-{i}", "subscription_id": f"s-{i}"}, now)
+        for i in range(3 * BATCH)
+    ]
+
+    async def store_then_claim(conn: AsyncConnection) -> None:
+        await store_events(conn, events)
+        relay = OutboxRelay(OneConnection(conn), send_nothing, source="/plan", batch_size=2000)  # type: ignore[arg-type]
+        assert await relay.relay_once() == len(events)
+
+    return await recorded_statements(large_database, store_then_claim)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +221,12 @@ def test_batch_issues_each_look_up(batch_statements: list[Statement]) -> None:
         assert f"JOIN {table} ON" in texts or f"UPDATE {table}" in texts or f"FROM {table}" in texts, table
 
 
+def test_relay_claim_issues_each_look_up(claim_statements: list[Statement]) -> None:
+    texts = " ".join(statement.sql for statement in claim_statements)
+    assert "FROM outbox_batches" in texts and "SKIP LOCKED" in texts
+    assert "FROM outbox_events" in texts and "UPDATE outbox_batches" in texts
+
+
 def test_adjustment_batch_issues_each_look_up(adjustment_statements: list[Statement]) -> None:
     texts = " ".join(statement.sql for statement in adjustment_statements)
     for table in ("inbox", "account_balances", "adjustments", "refunds", "transactions"):
@@ -214,10 +249,13 @@ def test_money_refund_batches_issue_each_look_up(
 
 
 @pytest.mark.parametrize("plan_cache_mode", ["force_custom_plan", "force_generic_plan"])
-@pytest.mark.parametrize("use_case", ["terminations", "adjustments", "money refunds", "settlements"])
+@pytest.mark.parametrize(
+    "use_case", ["terminations", "relay claims", "adjustments", "money refunds", "settlements"]
+)
 async def test_look_ups_probe_indexes_of_large_tables(
     large_database: str,
     batch_statements: list[Statement],
+    claim_statements: list[Statement],
     adjustment_statements: list[Statement],
     money_refund_statements: list[Statement],
     settlement_statements: list[Statement],
@@ -226,6 +264,7 @@ async def test_look_ups_probe_indexes_of_large_tables(
 ) -> None:
     statements = {
         "terminations": batch_statements,
+        "relay claims": claim_statements,
         "adjustments": adjustment_statements,
         "money refunds": money_refund_statements,
         "settlements": settlement_statements,
