@@ -31,8 +31,8 @@ async def store_events(conn: AsyncConnection, events: Sequence[OutboxEvent]) -> 
     if not events:
         return None
     batch: int = (await conn.execute(_NEW_BATCH, {"events": len(events)})).scalar_one()
-    # A generator: each event's text exists only while the driver encodes it (a batch of 2000
-    # requests held 9 MiB of them at once as a list, at the batch's peak of memory).
+    # A generator: each event's text exists only while the driver encodes it (as a list, a batch of
+    # 2000 requests held 3 MiB of them at once, at the batch's peak of memory).
     records = (
         (batch, position, e.event_id, e.topic, e.key, e.ce_type, e.ce_time, e.value.decode())
         for position, e in enumerate(events)

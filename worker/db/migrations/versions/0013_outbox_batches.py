@@ -2,8 +2,9 @@
 text, written once
 
 The release before stored each event as a JSONB row of `outbox` and marked each one sent with an
-UPDATE, which wrote every row and its index entries twice: the outbox was 40 of 92 µs of
-PostgreSQL's time per termination (docs/performance.md, "Issue 13: the fourth round"). This adds
+UPDATE, which wrote every row and its index entries twice: the outbox was about half of
+PostgreSQL's time per termination (62.7 of 132.8 µs, docs/performance.md "Issue 13: the fourth
+round"; with the commit's WAL, less now). This adds
 `outbox_batches` and `outbox_events` (worker/db/schema/outbox.py) and leaves `outbox` as it is: the
 release before, running during a rollout, goes on writing and marking its own rows there, which
 this release publishes too, and never sees this release's. A later release drops `outbox`.
