@@ -223,8 +223,8 @@ def test_batch_issues_each_look_up(batch_statements: list[Statement]) -> None:
 
 def test_relay_claim_issues_each_look_up(claim_statements: list[Statement]) -> None:
     texts = " ".join(statement.sql for statement in claim_statements)
-    assert "FROM outbox_batches" in texts and "SKIP LOCKED" in texts
-    assert "FROM outbox_events" in texts and "UPDATE outbox_batches" in texts
+    for part in ("FROM outbox_batches", "SKIP LOCKED", "FROM outbox_events", "UPDATE outbox_batches"):
+        assert part in texts, part
 
 
 def test_adjustment_batch_issues_each_look_up(adjustment_statements: list[Statement]) -> None:
