@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from bench.answers import BACKLOG_READER_FETCH_WAIT_MS, READER_FETCH_WAIT_MS
+
 
 @dataclass(frozen=True)
 class Options:
@@ -19,6 +21,8 @@ class Options:
     single: int = 500
     fetch_max_wait_ms: int | None = None
     json: bool = False
+    reader_wait_ms: int = READER_FETCH_WAIT_MS
+    """The answers' reader's fetch wait: 5 ms at a fixed rate, 50 in a backlog (bench/answers.py)."""
 
 
 def parse_options(argv: list[str] | None = None, description: str | None = None) -> Options:
@@ -44,6 +48,12 @@ def parse_options(argv: list[str] | None = None, description: str | None = None)
     parser.add_argument(
         "--fetch-max-wait-ms", type=int, default=None, help="KAFKA_FETCH_MAX_WAIT_MS of the worker"
     )
+    parser.add_argument(
+        "--reader-wait-ms",
+        type=int,
+        default=None,
+        help="fetch wait of the answers' reader (default: 5 with --rate, 50 in a backlog)",
+    )
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = parser.parse_args(argv)
     return Options(
@@ -58,4 +68,11 @@ def parse_options(argv: list[str] | None = None, description: str | None = None)
         single=args.single if args.ceiling else 0,
         fetch_max_wait_ms=args.fetch_max_wait_ms,
         json=args.json,
+        reader_wait_ms=_reader_wait(args.reader_wait_ms, args.rate),
     )
+
+
+def _reader_wait(given: int | None, rate: int) -> int:
+    if given is not None:
+        return given
+    return READER_FETCH_WAIT_MS if rate else BACKLOG_READER_FETCH_WAIT_MS

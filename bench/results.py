@@ -68,7 +68,8 @@ def report(results: Results) -> None:
     print(
         f"run                 {options.requests} requests, {options.partitions} partitions, "
         f"{options.workers} worker(s), batches of {options.batch}, {pace}, "
-        f"prefill {options.prefill:,} rows ({results.prefill_seconds:.0f} s), fetch_max_wait_ms {wait}"
+        f"prefill {options.prefill:,} rows ({results.prefill_seconds:.0f} s), fetch_max_wait_ms {wait}, "
+        f"reader wait {options.reader_wait_ms} ms"
     )
     print(f"published           {summary['published_per_s']:,.0f}/s")
     print(f"sustained           {summary['requests_per_s']:,.0f} requests/s (first publish to last answer)")

@@ -106,7 +106,7 @@ async def raw_ceiling(
 
 async def through_workers(options: Options, bootstrap: str, database_url: str, run: str) -> Results:
     workers = start_workers(options, bootstrap, database_url)
-    answers = Answers(bootstrap)
+    answers = Answers(bootstrap, options.reader_wait_ms)
     database = database_name(database_url)
     try:
         await answers.start()
