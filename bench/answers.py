@@ -88,7 +88,7 @@ async def publish_all(
         pending = []
         start = time.monotonic()
         for first in range(0, len(messages), chunk):
-            if rate:  # pace in steps of 100, so latency is not queueing
+            if rate:  # pace in chunks of PACED_CHUNK, so latency is not queueing
                 await asyncio.sleep(max(0.0, start + first / rate - time.monotonic()))
             now, records = datetime.now(UTC), []
             for ce_id, key, value in messages[first : first + chunk]:
@@ -97,7 +97,7 @@ async def publish_all(
             sent_at = time.monotonic()
             sent.update((ce_id, sent_at) for ce_id, _, _ in messages[first : first + chunk])
             pending.append(asyncio.ensure_future(send(records)))
-            await asyncio.sleep(0)  # let it hand its batches to the producer, in order
+            await asyncio.sleep(0)  # let this chunk start sending while the next is built
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
